@@ -1,0 +1,230 @@
+// eventfds, pipes, plain fd calls, and FdWatcher: readiness callbacks from the libuv loop of
+// the thread that created the watcher (main thread or worker).
+#include <fcntl.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include <memory>
+#include <vector>
+
+#include "addon.h"
+#include "errors.h"
+#include "unique_fd.h"
+
+namespace vmm {
+namespace {
+
+// Watches one fd with a uv_poll_t. Started, it pins itself (like a Node handle) so a watcher
+// JavaScript forgot about still fires; stopped and unreachable, it is collected and closed.
+class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "FdWatcher",
+                       {InstanceMethod<&FdWatcher::Start>("start"),
+                        InstanceMethod<&FdWatcher::Stop>("stop"),
+                        InstanceMethod<&FdWatcher::Ref>("ref"),
+                        InstanceMethod<&FdWatcher::Unref>("unref"),
+                        InstanceMethod<&FdWatcher::Close>("close")});
+  }
+
+  explicit FdWatcher(const Napi::CallbackInfo& info)
+      : Napi::ObjectWrap<FdWatcher>(info), async_(info.Env(), "vmm:FdWatcher") {
+    Args args(info, "new FdWatcher(fd, callback)");
+    int fd = args.Fd(0);
+    callback_ = Napi::Persistent(args.Fn(1));
+    Napi::Env env = info.Env();
+    uv_loop_t* loop = nullptr;
+    NAPI_THROW_IF_FAILED_VOID(env, napi_get_uv_event_loop(env, &loop));
+
+    auto poll = std::make_unique<Poll>();
+    poll->handle.data = poll.get();
+    // Worker teardown waits for this hook to finish closing the handle, so the loop closes clean.
+    NAPI_THROW_IF_FAILED_VOID(env, napi_add_async_cleanup_hook(env, OnEnvCleanup, poll.get(), &poll->cleanup));
+    int rc = uv_poll_init(loop, &poll->handle, fd);
+    if (rc < 0) {
+      napi_remove_async_cleanup_hook(poll->cleanup);
+      ThrowErrno(env, "uv_poll_init", -rc);
+    }
+    poll_ = poll.release();
+    poll_->owner = this;
+  }
+
+  ~FdWatcher() override {
+    if (poll_ != nullptr) BeginClose(poll_);
+  }
+
+ private:
+  // The libuv handle. It outlives the watcher until libuv's close callback frees it.
+  struct Poll {
+    uv_poll_t handle;
+    FdWatcher* owner = nullptr;  // null once closing
+    napi_async_cleanup_hook_handle cleanup = nullptr;
+  };
+
+  void Start(const Napi::CallbackInfo& info) {
+    Args args(info, "start(events)");
+    int events = args.Integer(info[0], "events", 0, UV_READABLE | UV_WRITABLE | UV_DISCONNECT | UV_PRIORITIZED);
+    if (poll_ == nullptr) throw Napi::Error::New(info.Env(), "FdWatcher is closed");
+    int rc = uv_poll_start(&poll_->handle, events, OnPoll);
+    if (rc < 0) ThrowErrno(info.Env(), "uv_poll_start", -rc);
+    if (!pinned_) ObjectWrap::Ref();
+    pinned_ = true;
+  }
+
+  void Stop(const Napi::CallbackInfo& info) {
+    Args args(info, "stop()");
+    if (poll_ != nullptr) uv_poll_stop(&poll_->handle);
+    Unpin();
+  }
+
+  void Ref(const Napi::CallbackInfo& info) {
+    Args args(info, "ref()");
+    if (poll_ != nullptr) uv_ref(reinterpret_cast<uv_handle_t*>(&poll_->handle));
+  }
+
+  void Unref(const Napi::CallbackInfo& info) {
+    Args args(info, "unref()");
+    if (poll_ != nullptr) uv_unref(reinterpret_cast<uv_handle_t*>(&poll_->handle));
+  }
+
+  void Close(const Napi::CallbackInfo& info) {
+    Args args(info, "close()");
+    if (poll_ != nullptr) BeginClose(poll_);
+    Unpin();
+  }
+
+  void Unpin() {
+    if (pinned_) ObjectWrap::Unref();
+    pinned_ = false;
+  }
+
+  static void OnPoll(uv_poll_t* handle, int status, int events) {
+    FdWatcher* self = static_cast<Poll*>(handle->data)->owner;
+    if (self == nullptr) return;
+    Napi::Env env = self->Env();
+    Napi::HandleScope scope(env);
+    // Copies: the callback may close the watcher, and nothing of `self` is touched after it.
+    Napi::Function callback = self->callback_.Value();
+    Napi::Object receiver = self->Value();
+    napi_async_context context = self->async_;
+    try {
+      callback.MakeCallback(receiver, {Napi::Number::New(env, events), Napi::Number::New(env, status)},
+                            context);
+    } catch (const Napi::Error& e) {
+      // No JavaScript frame to throw into: report it like any uncaught exception.
+      napi_fatal_exception(env, e.Value());
+    }
+  }
+
+  // Safe from inside the callback: libuv frees the handle only in a later loop phase.
+  static void BeginClose(Poll* poll) {
+    if (poll->owner != nullptr) poll->owner->poll_ = nullptr;
+    poll->owner = nullptr;
+    uv_poll_stop(&poll->handle);
+    uv_close(reinterpret_cast<uv_handle_t*>(&poll->handle), [](uv_handle_t* handle) {
+      Poll* poll = static_cast<Poll*>(handle->data);
+      napi_remove_async_cleanup_hook(poll->cleanup);
+      delete poll;
+    });
+  }
+
+  static void OnEnvCleanup(napi_async_cleanup_hook_handle, void* arg) {
+    Poll* poll = static_cast<Poll*>(arg);
+    // Either already closing (its close callback removes the hook) or closed here.
+    if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&poll->handle))) BeginClose(poll);
+  }
+
+  Napi::AsyncContext async_;
+  Napi::FunctionReference callback_;
+  Poll* poll_ = nullptr;
+  bool pinned_ = false;
+};
+
+}  // namespace
+
+Napi::Function DefineFdWatcher(Napi::Env env) { return FdWatcher::Define(env); }
+
+Napi::Value EventfdCreate(const Napi::CallbackInfo& info) {
+  Args args(info, "eventfdCreate(initial?)");
+  unsigned int initial = args.Has(0) ? args.U32(0) : 0;
+  return Napi::Number::New(info.Env(), Check(info.Env(), eventfd(initial, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd"));
+}
+
+Napi::Value EventfdWrite(const Napi::CallbackInfo& info) {
+  Args args(info, "eventfdWrite(fd, value)");
+  int fd = args.Fd(0);
+  uint64_t value = args.Big(1);
+  Check(info.Env(), RetryEintr([&] { return write(fd, &value, sizeof value); }), "write");
+  return info.Env().Undefined();
+}
+
+Napi::Value EventfdRead(const Napi::CallbackInfo& info) {
+  Args args(info, "eventfdRead(fd)");
+  int fd = args.Fd(0);
+  uint64_t value;
+  ssize_t n = RetryEintr([&] { return read(fd, &value, sizeof value); });
+  if (n < 0 && errno == EAGAIN) return info.Env().Null();
+  Check(info.Env(), n, "read");
+  return Napi::BigInt::New(info.Env(), value);
+}
+
+Napi::Value Close(const Napi::CallbackInfo& info) {
+  Args args(info, "close(fd)");
+  // Linux releases the fd even when close reports EINTR; retrying could close a reused number.
+  if (close(args.Fd(0)) < 0 && errno != EINTR) ThrowErrno(info.Env(), "close");
+  return info.Env().Undefined();
+}
+
+Napi::Value Pipe(const Napi::CallbackInfo& info) {
+  Args args(info, "pipe()");
+  Napi::Env env = info.Env();
+  int fds[2];
+  Check(env, pipe2(fds, O_CLOEXEC | O_NONBLOCK), "pipe2");
+  UniqueFd read_end(fds[0]), write_end(fds[1]);
+  Napi::Array result = Napi::Array::New(env, 2);
+  result.Set(0u, Napi::Number::New(env, read_end.Get()));
+  result.Set(1u, Napi::Number::New(env, write_end.Get()));
+  read_end.Release();
+  write_end.Release();
+  return result;
+}
+
+Napi::Value Write(const Napi::CallbackInfo& info) {
+  Args args(info, "write(fd, data)");
+  int fd = args.Fd(0);
+  Napi::Uint8Array data = args.Bytes(1);
+  ssize_t n = RetryEintr([&] { return write(fd, data.Data(), data.ByteLength()); });
+  if (n < 0 && errno == EAGAIN) return Napi::Number::New(info.Env(), -1);
+  return Napi::Number::New(info.Env(), Check(info.Env(), n, "write"));
+}
+
+Napi::Value Read(const Napi::CallbackInfo& info) {
+  Args args(info, "read(fd, maxLength)");
+  int fd = args.Fd(0);
+  size_t max_length = args.Integer(info[1], "maxLength", 0, INT32_MAX);
+  std::vector<uint8_t> data(max_length);
+  ssize_t n = RetryEintr([&] { return read(fd, data.data(), data.size()); });
+  if (n < 0 && errno == EAGAIN) return info.Env().Null();
+  Check(info.Env(), n, "read");
+  return Napi::Buffer<uint8_t>::Copy(info.Env(), data.data(), n);
+}
+
+Napi::Value SetNonBlocking(const Napi::CallbackInfo& info) {
+  Args args(info, "setNonBlocking(fd, on)");
+  int fd = args.Fd(0);
+  bool on = args.Bool(1);
+  int flags = Check(info.Env(), fcntl(fd, F_GETFL), "fcntl");
+  Check(info.Env(), fcntl(fd, F_SETFL, on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK), "fcntl");
+  return info.Env().Undefined();
+}
+
+Napi::Value FileType(const Napi::CallbackInfo& info) {
+  Args args(info, "fileType(fd)");
+  struct stat st;
+  Check(info.Env(), fstat(args.Fd(0), &st), "fstat");
+  return Napi::Number::New(info.Env(), st.st_mode & S_IFMT);
+}
+
+}  // namespace vmm

@@ -1,0 +1,184 @@
+// Unix domain sockets with fd passing (SCM_RIGHTS), for vhost-user style peers and helpers.
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <vector>
+
+#include "addon.h"
+#include "errors.h"
+#include "unique_fd.h"
+
+namespace vmm {
+namespace {
+
+// Linux passes at most this many fds in one message (SCM_MAX_FD).
+constexpr uint32_t kMaxFds = 253;
+
+sockaddr_un UnixAddress(Napi::Env env, const std::string& path, const char* call) {
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  if (path.size() >= sizeof address.sun_path) ThrowErrno(env, call, ENAMETOOLONG);
+  std::memcpy(address.sun_path, path.data(), path.size());
+  return address;
+}
+
+uint32_t SocketType(const Args& args, size_t i) {
+  uint32_t type = args.U32(i);
+  if (type != SOCK_STREAM && type != SOCK_SEQPACKET && type != SOCK_DGRAM) {
+    args.Fail("type must be SOCK_STREAM, SOCK_SEQPACKET or SOCK_DGRAM");
+  }
+  return type;
+}
+
+}  // namespace
+
+Napi::Value UnixListen(const Napi::CallbackInfo& info) {
+  Args args(info, "unixListen(path, type, backlog)");
+  std::string path = args.Str(0);
+  uint32_t type = SocketType(args, 1);
+  int backlog = args.Integer(info[2], "backlog", 0, INT32_MAX);
+  Napi::Env env = info.Env();
+  sockaddr_un address = UnixAddress(env, path, "bind");
+  UniqueFd fd(Check(env, socket(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), "socket"));
+  Check(env, bind(fd.Get(), reinterpret_cast<sockaddr*>(&address), sizeof address), "bind");
+  // Datagram sockets have no connections to listen for; bound is all they need.
+  if (type != SOCK_DGRAM) Check(env, listen(fd.Get(), backlog), "listen");
+  return Napi::Number::New(env, fd.Release());
+}
+
+Napi::Value UnixAccept(const Napi::CallbackInfo& info) {
+  Args args(info, "unixAccept(fd)");
+  int fd = RetryEintr([&] { return accept4(args.Fd(0), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK); });
+  if (fd < 0 && errno == EAGAIN) return info.Env().Null();
+  return Napi::Number::New(info.Env(), Check(info.Env(), fd, "accept4"));
+}
+
+Napi::Value UnixConnect(const Napi::CallbackInfo& info) {
+  Args args(info, "unixConnect(path, type)");
+  std::string path = args.Str(0);
+  uint32_t type = SocketType(args, 1);
+  Napi::Env env = info.Env();
+  sockaddr_un address = UnixAddress(env, path, "connect");
+  UniqueFd fd(Check(env, socket(AF_UNIX, type | SOCK_CLOEXEC, 0), "socket"));
+  // Blocking so a full backlog waits instead of failing with EAGAIN; Unix connects are quick.
+  Check(env, connect(fd.Get(), reinterpret_cast<sockaddr*>(&address), sizeof address), "connect");
+  int flags = Check(env, fcntl(fd.Get(), F_GETFL), "fcntl");
+  Check(env, fcntl(fd.Get(), F_SETFL, flags | O_NONBLOCK), "fcntl");
+  return Napi::Number::New(env, fd.Release());
+}
+
+Napi::Value UnixPair(const Napi::CallbackInfo& info) {
+  Args args(info, "unixPair(type)");
+  uint32_t type = SocketType(args, 0);
+  Napi::Env env = info.Env();
+  int fds[2];
+  Check(env, socketpair(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, fds), "socketpair");
+  UniqueFd first(fds[0]), second(fds[1]);
+  Napi::Array result = Napi::Array::New(env, 2);
+  result.Set(0u, Napi::Number::New(env, first.Get()));
+  result.Set(1u, Napi::Number::New(env, second.Get()));
+  first.Release();
+  second.Release();
+  return result;
+}
+
+Napi::Value Sendmsg(const Napi::CallbackInfo& info) {
+  Args args(info, "sendmsg(fd, data, fds)");
+  int fd = args.Fd(0);
+  Napi::Uint8Array data = args.Bytes(1);
+  Napi::Array fd_list = args.Arr(2);
+  if (fd_list.Length() > kMaxFds) args.Fail("fds may hold at most 253 fds");
+  std::vector<int> fds(fd_list.Length());
+  for (uint32_t i = 0; i < fds.size(); i++) {
+    fds[i] = args.Integer(fd_list.Get(i), "fds[" + std::to_string(i) + "]", 0, INT32_MAX);
+  }
+
+  iovec iov{data.Data(), data.ByteLength()};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  std::vector<uint64_t> control;  // uint64_t keeps the cmsghdr aligned
+  if (!fds.empty()) {
+    size_t bytes = fds.size() * sizeof(int);
+    control.resize((CMSG_SPACE(bytes) + 7) / 8);
+    msg.msg_control = control.data();
+    msg.msg_controllen = CMSG_SPACE(bytes);
+    cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(bytes);
+    std::memcpy(CMSG_DATA(cmsg), fds.data(), bytes);
+  }
+  ssize_t n = RetryEintr([&] { return sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT); });
+  if (n < 0 && errno == EAGAIN) return Napi::Number::New(info.Env(), -1);
+  return Napi::Number::New(info.Env(), Check(info.Env(), n, "sendmsg"));
+}
+
+Napi::Value Recvmsg(const Napi::CallbackInfo& info) {
+  Args args(info, "recvmsg(fd, maxLength, maxFds)");
+  int fd = args.Fd(0);
+  size_t max_length = args.Integer(info[1], "maxLength", 0, INT32_MAX);
+  uint32_t max_fds = args.Integer(info[2], "maxFds", 0, kMaxFds);
+  Napi::Env env = info.Env();
+
+  std::vector<uint8_t> data(max_length);
+  std::vector<uint64_t> control((CMSG_SPACE(max_fds * sizeof(int)) + 7) / 8);
+  iovec iov{data.data(), data.size()};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  if (max_fds > 0) {
+    msg.msg_control = control.data();
+    msg.msg_controllen = CMSG_SPACE(max_fds * sizeof(int));
+  }
+  // recvmsg, never read(2): read cannot consume a zero-length SEQPACKET datagram.
+  ssize_t n = RetryEintr([&] { return recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT); });
+  if (n < 0 && errno == EAGAIN) return env.Null();
+  Check(env, n, "recvmsg");
+
+  // Own every received fd (even beyond maxFds: the kernel may fit more into the padding)
+  // until the result is built, so nothing leaks if building it throws.
+  std::vector<UniqueFd> fds;
+  for (cmsghdr* cmsg = CMSG_FIRSTHDR(&msg); cmsg != nullptr; cmsg = CMSG_NXTHDR(&msg, cmsg)) {
+    if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS) continue;
+    size_t count = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < count; i++) {
+      int received;
+      std::memcpy(&received, CMSG_DATA(cmsg) + i * sizeof(int), sizeof received);
+      fds.emplace_back(received);
+    }
+  }
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("data", Napi::Buffer<uint8_t>::Copy(env, data.data(), n));
+  Napi::Array fd_array = Napi::Array::New(env, fds.size());
+  for (uint32_t i = 0; i < fds.size(); i++) fd_array.Set(i, Napi::Number::New(env, fds[i].Get()));
+  result.Set("fds", fd_array);
+  result.Set("truncated", Napi::Boolean::New(env, msg.msg_flags & MSG_TRUNC));
+  result.Set("controlTruncated", Napi::Boolean::New(env, msg.msg_flags & MSG_CTRUNC));
+  for (UniqueFd& received : fds) received.Release();
+  return result;
+}
+
+Napi::Value PeerCred(const Napi::CallbackInfo& info) {
+  Args args(info, "peerCred(fd)");
+  Napi::Env env = info.Env();
+  ucred cred{};
+  socklen_t length = sizeof cred;
+  Check(env, getsockopt(args.Fd(0), SOL_SOCKET, SO_PEERCRED, &cred, &length), "getsockopt");
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("pid", Napi::Number::New(env, cred.pid));
+  result.Set("uid", Napi::Number::New(env, cred.uid));
+  result.Set("gid", Napi::Number::New(env, cred.gid));
+  return result;
+}
+
+Napi::Value Shutdown(const Napi::CallbackInfo& info) {
+  Args args(info, "shutdown(fd)");
+  Check(info.Env(), shutdown(args.Fd(0), SHUT_RDWR), "shutdown");
+  return info.Env().Undefined();
+}
+
+}  // namespace vmm

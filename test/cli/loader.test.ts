@@ -1,0 +1,144 @@
+/** core/plugins/loader.ts: resolution order, export shapes, and the errors users see. */
+import * as path from 'path';
+import { PluginError } from '../../core/errors';
+import { firstPartyPluginNames, loadPlugin, loadPlugins } from '../../core/plugins/loader';
+import { cleanup, makeHome, pluginSource, writeTree } from './fixtures';
+
+let root: string;
+beforeEach(() => {
+  root = makeHome();
+});
+afterEach(() => cleanup(root));
+
+describe('resolution', () => {
+  test('a relative path resolves against baseDir, with or without the extension', () => {
+    writeTree(root, { 'conf/p.js': pluginSource('from-conf') });
+    const loaded = loadPlugin({ name: './p.js', options: { a: 1 } }, path.join(root, 'conf'));
+    expect(loaded.plugin.name).toBe('from-conf');
+    expect(loaded.options).toEqual({ a: 1 });
+    expect(loaded.source).toBe(path.join(root, 'conf', 'p.js'));
+    expect(loadPlugin({ name: './p' }, path.join(root, 'conf')).plugin.name).toBe('from-conf');
+  });
+
+  test('a name with a slash or a .js ending is tried as a file first', () => {
+    writeTree(root, { 'plugins/x.js': pluginSource('x'), 'y.cjs': pluginSource('y') });
+    expect(loadPlugin({ name: 'plugins/x.js' }, root).source).toBe(path.join(root, 'plugins', 'x.js'));
+    expect(loadPlugin({ name: 'y.cjs' }, root).plugin.name).toBe('y');
+  });
+
+  test('an npm package resolves from baseDir', () => {
+    writeTree(root, {
+      'node_modules/vmm-plugin-test/package.json': { name: 'vmm-plugin-test', main: 'lib/main.js' },
+      'node_modules/vmm-plugin-test/lib/main.js': pluginSource('pkg'),
+      'project/sub/.keep': '',
+    });
+    const loaded = loadPlugin({ name: 'vmm-plugin-test' }, path.join(root, 'project', 'sub'));
+    const file = path.join(root, 'node_modules', 'vmm-plugin-test', 'lib', 'main.js');
+    expect(loaded.plugin.name).toBe('pkg');
+    expect(loaded.source).toBe(`npm package vmm-plugin-test (${file})`);
+    expect(loaded.options).toEqual({});
+  });
+
+  test('a scoped npm package is not mistaken for a path', () => {
+    writeTree(root, {
+      'node_modules/@acme/vmm-disk/package.json': { name: '@acme/vmm-disk' },
+      'node_modules/@acme/vmm-disk/index.js': pluginSource('acme-disk'),
+    });
+    expect(loadPlugin({ name: '@acme/vmm-disk' }, root).plugin.name).toBe('acme-disk');
+  });
+
+  test('an unknown name lists every place tried', () => {
+    const cwd = process.cwd();
+    const expected =
+      `cannot find plugin 'nope': tried first-party plugin dist/plugins/nope, ` +
+      `npm package 'nope' from ${root} and ${cwd}`;
+    expect(() => loadPlugin({ name: 'nope' }, root)).toThrow(PluginError);
+    expect(() => loadPlugin({ name: 'nope' }, root)).toThrow(expected);
+  });
+
+  test('a file-like name lists the file and the package tried', () => {
+    expect(() => loadPlugin({ name: 'lib/nope.js' }, root)).toThrow(
+      `cannot find plugin 'lib/nope.js': tried file ${root}/lib/nope.js, npm package 'lib/nope.js' from ${root}`,
+    );
+  });
+
+  test('an explicit path is only ever a file', () => {
+    expect(() => loadPlugin({ name: '../nope.js' }, root)).toThrow(
+      `cannot find plugin '../nope.js': tried file ${path.dirname(root)}/nope.js`,
+    );
+  });
+
+  test('first-party names are only ever looked for in dist/plugins', () => {
+    // Whatever this build ships, every listed name must load from there.
+    for (const name of firstPartyPluginNames()) {
+      expect(loadPlugin({ name }, root).source).toBe(`first-party ${name}`);
+    }
+  });
+});
+
+describe('what a module must export', () => {
+  test('module.exports.default is accepted (compiled `export default`)', () => {
+    writeTree(root, { 'd.js': 'exports.default = { name: "d", apply() {} };' });
+    expect(loadPlugin({ name: './d.js' }, root).plugin.name).toBe('d');
+  });
+
+  test.each([
+    ['module.exports = function Plugin() {};', "found a function 'Plugin' (export an instance, not a class or factory)"],
+    ['module.exports = {};', 'found an empty object'],
+    ['module.exports = { name: "x" };', 'found an object with keys name'],
+    ['module.exports = { name: "", apply() {} };', 'found an object with keys name, apply'],
+    ['module.exports = 42;', 'found 42'],
+  ])('%s is refused', (source, found) => {
+    writeTree(root, { 'bad.js': source });
+    expect(() => loadPlugin({ name: './bad.js' }, root)).toThrow(
+      `plugin './bad.js' (${root}/bad.js) does not export a plugin: expected an object with a string 'name' and an 'apply' function (module.exports or default), ${found}`,
+    );
+  });
+
+  test('a module that throws while loading: the plugin and the first line of the message', () => {
+    writeTree(root, { 'boom.js': 'throw new Error("no TAP device\\nmore detail");' });
+    let error: unknown;
+    try {
+      loadPlugin({ name: './boom.js' }, root);
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(PluginError);
+    expect((error as PluginError).message).toBe(`failed to load plugin './boom.js' (${root}/boom.js): no TAP device`);
+    expect(((error as PluginError).cause as Error).message).toBe('no TAP device\nmore detail');
+  });
+
+  test('a module with a syntax error', () => {
+    writeTree(root, { 'syntax.js': 'module.exports = {;' });
+    expect(() => loadPlugin({ name: './syntax.js' }, root)).toThrow(/^failed to load plugin '.\/syntax.js' \(.*\): /);
+  });
+
+  test('a module whose own dependency is missing is reported as failing to load, not as not found', () => {
+    writeTree(root, { 'dep.js': 'require("vmm-no-such-dependency"); module.exports = {};' });
+    // (Jest's own require words the cause a little differently from Node's.)
+    expect(() => loadPlugin({ name: './dep.js' }, root)).toThrow(
+      /^failed to load plugin '.\/dep.js' \(.*\/dep.js\): .*Cannot find module 'vmm-no-such-dependency'/,
+    );
+  });
+});
+
+describe('loadPlugins', () => {
+  test('keeps the order', () => {
+    writeTree(root, { 'a.js': pluginSource('a'), 'b.js': pluginSource('b') });
+    const loaded = loadPlugins([
+      { spec: { name: './b.js' }, baseDir: root },
+      { spec: { name: './a.js' }, baseDir: root },
+    ]);
+    expect(loaded.map((p) => p.plugin.name)).toEqual(['b', 'a']);
+  });
+
+  test('refuses two plugins with the same name', () => {
+    writeTree(root, { 'a.js': pluginSource('same'), 'b.js': pluginSource('same') });
+    expect(() =>
+      loadPlugins([
+        { spec: { name: './a.js' }, baseDir: root },
+        { spec: { name: './b.js' }, baseDir: root },
+      ]),
+    ).toThrow(`two plugins are named 'same': ${root}/a.js and ${root}/b.js; a VM can use each plugin once`);
+  });
+});
