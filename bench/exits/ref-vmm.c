@@ -340,6 +340,10 @@ static void create_vm(struct vm *v)
 		die("KVM_CREATE_VM: %s", strerror(errno));
 	if (ioctl(v->vm, KVM_CREATE_IRQCHIP, 0))
 		die("KVM_CREATE_IRQCHIP: %s", strerror(errno));
+	/* The same in-kernel PIT as vmm, so both VMs do the same work. */
+	struct kvm_pit_config pit = { .flags = 0 };
+	if (ioctl(v->vm, KVM_CREATE_PIT2, &pit))
+		die("KVM_CREATE_PIT2: %s", strerror(errno));
 
 	memfd = memfd_create("ref-vmm-ram", MFD_CLOEXEC);
 	if (memfd < 0 || ftruncate(memfd, RAM_SIZE))

@@ -1,5 +1,6 @@
 #include <stdint.h>
 #include "ring3.h"
+#include "io.h"
 #include "serial.h"
 #include "vmm.h"
 
@@ -111,10 +112,21 @@ static void load_idt(void)
 	__asm__ volatile("lidt %0" : : "m"(idtr) : "memory");
 }
 
+/* The 8259s come out of reset with every line unmasked, so the PIT's first
+ * tick would sit pending while interrupts are off and KVM would ask for an
+ * interrupt window on every VM entry. Mask both until a driver wants a line
+ * (serial.c unmasks IRQ 4). */
+static void mask_legacy_pic(void)
+{
+	outb(0x21, 0xff);
+	outb(0xa1, 0xff);
+}
+
 void cpu_init(void)
 {
 	load_gdt_and_tss();
 	load_idt();
+	mask_legacy_pic();
 }
 
 void trap_set_handler(unsigned vector, trap_handler_t handler)

@@ -221,7 +221,7 @@ describe('GuestMemory.splitRam', () => {
     [512 * 0x10_0000, [{ guestAddress: 0, size: 0x2000_0000 }]],
     [0xd000_0000, [{ guestAddress: 0, size: 0xd000_0000 }]],
     [0xd000_1000, [{ guestAddress: 0, size: 0xd000_0000 }, { guestAddress: GiB4, size: 0x1000 }]],
-    [8 * GiB4 / 2, [{ guestAddress: 0, size: 0xd000_0000 }, { guestAddress: GiB4, size: 4 * GiB4 / 4 * 4 - 0xd000_0000 }]],
+    [16 * 2 ** 30, [{ guestAddress: 0, size: 0xd000_0000 }, { guestAddress: GiB4, size: 16 * 2 ** 30 - 0xd000_0000 }]],
   ])('%d bytes', (size, expected) => {
     expect(GuestMemory.splitRam(size)).toEqual(expected);
   });

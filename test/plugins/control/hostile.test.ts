@@ -1,0 +1,228 @@
+/**
+ * Hostile and broken clients of the control channel, and load: each gets a clear error or is
+ * dropped, the VM keeps running, and the VMM's open fd count is the same before and after.
+ */
+import { spawn } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+import { native } from '../../../native';
+import { ControlClient } from '../../../plugins/control/client';
+import { CONTROL_EVENT_BACKLOG_BYTES } from '../../../plugins/control/connection';
+import {
+  CLI, RawClient, eventually, expectFdCount, openFdCount, sleep, startControlVm, testPlugin, type ControlVm,
+} from './control-fixture';
+
+const plugin = testPlugin();
+
+describe('control plugin: hostile and broken clients', () => {
+  let run: ControlVm;
+  let baseline: number;
+
+  beforeAll(async () => {
+    run = await startControlVm({ maxFds: 4 }, [plugin]);
+  });
+
+  beforeEach(() => {
+    baseline = openFdCount();
+  });
+
+  afterEach(async () => {
+    expect(run.vm.state).toBe('running');
+    await expectFdCount(baseline);
+  });
+
+  afterAll(async () => {
+    for (const fd of plugin.state.kept.splice(0)) fs.closeSync(fd);
+    await run?.cleanup();
+  });
+
+  /** One request on a fresh connection; checks the connection still serves afterwards. */
+  async function exchange(data: Buffer | string | object, fds: number[] = []): Promise<Record<string, any>> {
+    const raw = RawClient.connect(run.socket);
+    try {
+      const response = await raw.request(data, fds);
+      expect(await raw.request({ command: 'status' })).toMatchObject({ result: { state: 'running' } });
+      return response;
+    } finally {
+      raw.close();
+    }
+  }
+
+  test('malformed JSON, invalid UTF-8 and non-requests get ERR_BAD_JSON / ERR_BAD_REQUEST', async () => {
+    expect(await exchange('{"command": "status"')).toMatchObject({ version: 1, error: { code: 'ERR_BAD_JSON', message: expect.stringContaining('not valid JSON') } });
+    expect(await exchange(Buffer.from([0x7b, 0xff, 0xfe, 0x7d]))).toMatchObject({ error: { code: 'ERR_BAD_JSON', message: 'the request is not valid UTF-8.' } });
+    expect(await exchange('[1,2]')).toMatchObject({ error: { code: 'ERR_BAD_REQUEST', message: expect.stringContaining('JSON object') } });
+    expect(await exchange({ command: 42, id: 'x' })).toEqual({ version: 1, id: 'x', error: { code: 'ERR_BAD_REQUEST', message: "'command' must be a non-empty string; got number 42." } });
+    expect(await exchange({ command: 'status', args: [1] })).toMatchObject({ error: { code: 'ERR_BAD_REQUEST' } });
+    expect(await exchange({ command: 'status', extra: true })).toMatchObject({ error: { code: 'ERR_BAD_REQUEST', message: expect.stringContaining("unknown request key 'extra'") } });
+    expect(await exchange({ command: 'wl add' })).toMatchObject({ error: { code: 'ERR_BAD_REQUEST', message: expect.stringContaining("subcommands in 'args'") } });
+  });
+
+  test('an unknown command gets ERR_UNKNOWN_COMMAND naming it', async () => {
+    expect(await exchange({ command: 'frobnicate', id: 1 })).toEqual({
+      version: 1, id: 1,
+      error: { code: 'ERR_UNKNOWN_COMMAND', message: "unknown command 'frobnicate'; the built-in commands are status, pause, resume, stop, events, and no plugin answers 'frobnicate'." },
+    });
+  });
+
+  test('a datagram larger than maxRequestBytes is discarded with ERR_REQUEST_TOO_LARGE', async () => {
+    const big = JSON.stringify({ command: 'echo', args: ['x'.repeat(70 * 1024)] });
+    expect(await exchange(big)).toMatchObject({ error: { code: 'ERR_REQUEST_TOO_LARGE', message: expect.stringContaining('65536 bytes') } });
+  });
+
+  test('a zero-length datagram is consumed and answered; the next request still works', async () => {
+    const raw = RawClient.connect(run.socket);
+    try {
+      raw.send(Buffer.alloc(0));
+      raw.send(Buffer.alloc(0));
+      raw.send({ command: 'echo', args: ['after'] });
+      expect(await raw.next()).toMatchObject({ error: { code: 'ERR_EMPTY_REQUEST' } });
+      expect(await raw.next()).toMatchObject({ error: { code: 'ERR_EMPTY_REQUEST' } });
+      expect(await raw.next()).toMatchObject({ result: { args: ['after'] } });
+    } finally {
+      raw.close();
+    }
+  });
+
+  test('more fds than maxFds: ERR_TOO_MANY_FDS, and every fd that arrived is closed', async () => {
+    const files = Array.from({ length: 7 }, () => fs.openSync('/dev/null', 'r'));
+    try {
+      expect(await exchange({ command: 'status', fds: [0] }, files)).toMatchObject({ error: { code: 'ERR_TOO_MANY_FDS', message: expect.stringContaining('more than 4') } });
+      // Exactly the limit is fine (and unused fds are closed).
+      expect(await exchange({ command: 'status', fds: [0, 3] }, files.slice(0, 4))).toMatchObject({ result: { state: 'running' } });
+    } finally {
+      for (const fd of files) fs.closeSync(fd);
+    }
+  });
+
+  test('fd indexes that name nothing, or name one fd twice, get ERR_BAD_FD_INDEX', async () => {
+    const file = fs.openSync('/dev/null', 'r');
+    try {
+      expect(await exchange({ command: 'take-socket', fds: [1] }, [file])).toMatchObject({ error: { code: 'ERR_BAD_FD_INDEX', message: "'fds' names descriptor 1, but the request carried 1." } });
+      expect(await exchange({ command: 'take-socket', fds: [0, 0] }, [file])).toMatchObject({ error: { code: 'ERR_BAD_FD_INDEX' } });
+      expect(await exchange({ command: 'take-socket', fds: [-1] }, [file])).toMatchObject({ error: { code: 'ERR_BAD_REQUEST' } });
+    } finally {
+      fs.closeSync(file);
+    }
+  });
+
+  test('an fd of the wrong type gets ERR_BAD_FD_TYPE and is closed; the right type is taken', async () => {
+    const file = fs.openSync('/dev/null', 'r');
+    const [a, b] = native.unixPair(native.SOCK_STREAM);
+    try {
+      expect(await exchange({ command: 'take-socket', fds: [0] }, [file])).toMatchObject({ error: { code: 'ERR_BAD_FD_TYPE', message: 'the socket must be a socket; got a character-device.' } });
+      const before = openFdCount();
+      expect(await exchange({ command: 'take-socket', fds: [0] }, [a])).toMatchObject({ result: { taken: true } });
+      // The plugin kept its copy: one more fd, which it owns now.
+      expect(plugin.state.kept).toHaveLength(1);
+      expect(fs.fstatSync(plugin.state.kept[0]).isSocket()).toBe(true);
+      await expectFdCount(before + 1);
+    } finally {
+      fs.closeSync(file);
+      native.close(a);
+      native.close(b);
+      for (const fd of plugin.state.kept.splice(0)) fs.closeSync(fd);
+    }
+  });
+
+  test('a client that disconnects mid-request: the handler finishes, its fds are closed, nothing leaks', async () => {
+    const files = [fs.openSync('/dev/null', 'r'), fs.openSync('/dev/null', 'r')];
+    const raw = RawClient.connect(run.socket);
+    raw.send({ command: 'slow', args: ['200'], fds: [0] }, files);
+    raw.send({ command: 'status' });
+    for (const fd of files) fs.closeSync(fd);
+    await eventually(() => plugin.state.running === 1);
+    raw.close();
+    await eventually(() => plugin.state.running === 0);
+    // Another client is served normally meanwhile and after.
+    expect(await exchange({ command: 'status' })).toMatchObject({ result: { state: 'running' } });
+  });
+
+  test('a peer with another uid is refused with a clear error (SO_PEERCRED); the VM keeps running', async () => {
+    // The socket is 0600 and root's: open the way so the kernel lets uid 65534 connect, and
+    // it is the VMM's own check that refuses.
+    fs.chmodSync(run.dir, 0o755);
+    fs.chmodSync(run.socket, 0o666);
+    try {
+      const result = await runAs(65534, [CLI, 'ctl', '--socket', run.socket, 'status']);
+      expect(result.stderr).toContain('uid 65534 may not use this control socket');
+      expect(result.stderr).toContain('ERR_PERMISSION_DENIED');
+      expect(result.code).toBe(1);
+      const json = await runAs(65534, [CLI, 'ctl', '--socket', run.socket, '--json', 'pause']);
+      expect(JSON.parse(json.stdout)).toMatchObject({ version: 1, error: { code: 'ERR_PERMISSION_DENIED' } });
+      expect(run.vm.state).toBe('running');
+    } finally {
+      fs.chmodSync(run.socket, 0o600);
+      fs.chmodSync(run.dir, 0o700);
+    }
+  });
+
+  test('an events subscriber that stops reading is dropped with a reason; the others get every event', async () => {
+    const good = await ControlClient.connect(run.socket);
+    const seen: number[] = [];
+    const iterating = (async () => {
+      for await (const e of good.events()) if (e.type === 'device') seen.push(e.details.n as number);
+    })();
+    const slow = RawClient.connect(run.socket);
+    expect(await slow.request({ command: 'events' })).toMatchObject({ result: { subscribed: true } });
+    slow.socket.pauseReading();
+    expect(await good.request('status')).toHaveProperty('result');
+
+    const count = 2000;
+    const payload = 1024;
+    const commander = await ControlClient.connect(run.socket);
+    expect(await commander.request('emit', [String(count), String(payload)])).toMatchObject({ result: { emitted: count } });
+    await eventually(() => seen.length === count, 10000, 'every event at the good subscriber');
+    expect(seen).toEqual(Array.from({ length: count }, (_, i) => i));
+
+    // The slow one was dropped once it was CONTROL_EVENT_BACKLOG_BYTES behind: it finds the
+    // events the kernel held, then the reason, then the end.
+    slow.socket.resumeReading();
+    await slow.closed;
+    const last = JSON.parse(slow.messages[slow.messages.length - 1].data.toString());
+    expect(last).toMatchObject({ version: 1, error: { code: 'ERR_EVENTS_OVERFLOW', message: expect.stringContaining(`limit is ${CONTROL_EVENT_BACKLOG_BYTES}`) } });
+    expect(slow.messages.length).toBeLessThan(count);
+    for (const m of slow.messages) for (const fd of m.fds) fs.closeSync(fd);
+
+    good.close();
+    commander.close();
+    await iterating;
+  });
+
+  test('load: 100 concurrent clients × 100 requests each, every one answered exactly once, in order', async () => {
+    const clients = await Promise.all(Array.from({ length: 100 }, () => ControlClient.connect(run.socket)));
+    const raws = clients.map(async (client, c) => {
+      // Pipelined: all 100 requests are sent before the first answer is read.
+      const answers = await Promise.all(Array.from({ length: 100 }, (_, i) => client.request('echo', [`${c}:${i}`])));
+      return answers.map((a) => ('result' in a ? (a.result.args as string[])[0] : `error ${a.error.code}`));
+    });
+    const results = await Promise.all(raws);
+    results.forEach((answers, c) => expect(answers).toEqual(Array.from({ length: 100 }, (_, i) => `${c}:${i}`)));
+    for (const client of clients) client.close();
+  });
+
+  test('the raw client sees exactly one answer per request (no duplicates after the last)', async () => {
+    const raw = RawClient.connect(run.socket);
+    for (let i = 0; i < 50; i++) raw.send({ command: 'status', id: i });
+    const ids: number[] = [];
+    for (let i = 0; i < 50; i++) ids.push((await raw.next()).id as number);
+    expect(ids).toEqual(Array.from({ length: 50 }, (_, i) => i));
+    await sleep(100);
+    expect(raw.messages).toHaveLength(0);
+    raw.close();
+  });
+});
+
+function runAs(uid: number, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('setpriv', [`--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', process.execPath, ...args], {
+      cwd: path.dirname(CLI), stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => { stdout += d; });
+    child.stderr.on('data', (d) => { stderr += d; });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
