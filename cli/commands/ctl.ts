@@ -143,6 +143,7 @@ export function formatStatus(status: StatusResult): string {
     ['vCPUs', String(status.vcpus)],
     ['memory', formatSize(status.memory)],
     ['pid', String(status.pid)],
+    ['connections', String(status.connections)],
     ['plugins', status.plugins.map((p) => `${p.name} (${p.source})`).join(', ') || 'none'],
   ]);
   const devices = table([

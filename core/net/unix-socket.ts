@@ -197,18 +197,23 @@ export class UnixMessageSocket extends EventEmitter {
   }
 
   /**
-   * Close now (idempotent): stops the watcher, closes the fd and every fd it owns, and fails
-   * what is still queued. With `flush`, first gives the queue one non-blocking attempt. With
-   * `lastMessage`, first tries once to send that message ahead of the queue (a goodbye such as
-   * "dropped: you stopped reading"; it is lost when the kernel has no room).
+   * Fail everything still queued (closing the fds it owns), e.g. before a last message to a
+   * peer that fell too far behind.
    */
-  close(error?: Error, options: { flush?: boolean; lastMessage?: Uint8Array } = {}): void {
+  discardQueued(reason: Error = new UnixSocketError('ERR_SOCKET_DISCARDED', 'the message was discarded unsent.')): void {
+    for (const item of this.queue.splice(0)) this.fail(item, reason);
+    this.queuedBytes = 0;
+    this.updateWatch();
+  }
+
+  /**
+   * Close now (idempotent): stops the watcher, closes the fd and every fd it owns, and fails
+   * what is still queued. With `flush`, first gives the queue one non-blocking attempt.
+   */
+  close(error?: Error, options: { flush?: boolean } = {}): void {
     if (this.isClosed) return;
     if (options.flush) this.flush();
     if (this.isClosed) return;
-    if (options.lastMessage) {
-      try { native.sendmsg(this.fd, options.lastMessage, []); } catch { /* the peer is gone: nothing to tell */ }
-    }
     this.isClosed = true;
     // The uv_poll handle must stop before its fd is closed (libuv requires it); close() does.
     this.watcher.close();
@@ -230,8 +235,10 @@ export class UnixMessageSocket extends EventEmitter {
     try {
       if (this.isClosed) return;
       if (status < 0) {
-        // libuv reports POLLERR as a status; for a socket it means the connection broke.
-        this.close(new UnixSocketError('ERR_SOCKET_POLL', `polling the socket failed (libuv status ${status}).`));
+        // libuv reports POLLERR as a status (and stops polling). For a Unix socket that is the
+        // peer closing with data of ours unread (sk_err = ECONNRESET); what it sent before
+        // leaving is still queued for us.
+        this.drainThenClose();
         return;
       }
       if (events & native.POLL_DISCONNECT) {
@@ -253,7 +260,8 @@ export class UnixMessageSocket extends EventEmitter {
       try {
         received = native.recvmsg(this.fd, this.maxMessageBytes, this.maxFds);
       } catch (error) {
-        this.onPeerGone(error);
+        if (errorCode(error) === 'ECONNRESET') this.drainThenClose();
+        else this.close(asError(error));
         return;
       }
       if (received === null) return;
@@ -305,16 +313,6 @@ export class UnixMessageSocket extends EventEmitter {
     this.emit('end');
   }
 
-  /** recv/send failed: an orderly reset ends the socket quietly, anything else with the error. */
-  private onPeerGone(error: unknown): void {
-    const code = (error as NodeJS.ErrnoException)?.code;
-    if (code !== undefined && PEER_GONE.has(code)) {
-      this.close();
-      return;
-    }
-    this.close(asError(error));
-  }
-
   // --- writing -------------------------------------------------------------------------------
 
   /** 'sent': done; 'again': kernel full (item unchanged or partly sent); 'failed': dropped; 'gone': closed. */
@@ -323,7 +321,7 @@ export class UnixMessageSocket extends EventEmitter {
     try {
       n = native.sendmsg(this.fd, item.data, item.fdsSent ? [] : item.fds);
     } catch (error) {
-      const code = (error as NodeJS.ErrnoException)?.code;
+      const code = errorCode(error);
       if (code !== undefined && PEER_GONE.has(code)) {
         this.onSendHangup(item);
         return 'gone';
@@ -351,18 +349,25 @@ export class UnixMessageSocket extends EventEmitter {
     return 'sent';
   }
 
-  /**
-   * The peer has gone. Whatever it sent before leaving is still in our receive queue (a server
-   * may have said why it refused us, then closed): deliver it, then close.
-   */
   private onSendHangup(item: Outgoing): void {
     this.fail(item, new UnixSocketError('ERR_SOCKET_CLOSED', 'the peer closed the connection.'));
+    this.drainThenClose();
+  }
+
+  /**
+   * The peer has gone. Whatever it sent before leaving is still in our receive queue (a server
+   * may have said why it refused us, then closed): deliver it, then close. The kernel reports
+   * ECONNRESET once (when the peer left our data unread) before the queued datagrams.
+   */
+  private drainThenClose(): void {
     this.peerShutDown = true;
+    let resets = 0;
     while (this.reading && !this.isClosed && !this.eof) {
       let received: RecvResult | null;
       try {
         received = native.recvmsg(this.fd, this.maxMessageBytes, this.maxFds);
-      } catch {
+      } catch (error) {
+        if (errorCode(error) === 'ECONNRESET' && resets++ === 0) continue;
         break;
       }
       if (received === null || this.isEndOfFile(received)) break;
@@ -634,6 +639,11 @@ function bindWithMode(path: string, mode: number, backlog: number): number {
 
 function unlinkQuietly(path: string): void {
   try { fs.unlinkSync(path); } catch { /* already gone */ }
+}
+
+function errorCode(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
 }
 
 function asError(error: unknown): Error {

@@ -19,6 +19,8 @@ export interface CommandScope {
   subscribe(): void;
   /** Stop the VM (once); call only after the reply has been queued. */
   stopVm(): void;
+  /** Connections the control server serves now (this one included). */
+  connections: number;
 }
 
 export interface CommandOutcome {
@@ -40,6 +42,7 @@ export const BUILTIN_COMMANDS: Readonly<Record<string, Builtin>> = Object.freeze
       devices: vmm.devices.map(({ name, bus, base, length }) => ({ name, bus, base, length })),
       plugins: vmm.plugins.map(({ name, source }) => ({ name, source })),
       pid: process.pid,
+      connections: scope.connections,
     };
     return { result: { ...result } };
   },

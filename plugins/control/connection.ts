@@ -18,6 +18,8 @@ import { CONTROL_ERRORS, encodeResponse, errorResponse } from './protocol';
 export const CONTROL_INBOX_MAX = 32;
 /** Unsent bytes after which an events subscriber is dropped. */
 export const CONTROL_EVENT_BACKLOG_BYTES = 1024 * 1024;
+/** How long a dropped client has to read the reason before its socket is closed anyway. */
+export const CONTROL_DROP_GRACE_MS = 5000;
 
 /** What the server sends back for one request, and what to do once it is on its way. */
 export interface Reply {
@@ -33,6 +35,7 @@ export class Connection {
   private serving = false;
   private peerDone = false;
   private subscribedToEvents = false;
+  private dropped = false;
 
   constructor(
     readonly socket: UnixMessageSocket,
@@ -66,8 +69,22 @@ export class Connection {
     if (this.socket.bufferedBytes > CONTROL_EVENT_BACKLOG_BYTES) {
       const message = `this connection stopped reading events and fell ${this.socket.bufferedBytes} bytes behind (the limit is ${CONTROL_EVENT_BACKLOG_BYTES}); it was dropped.`;
       this.log('dropping events subscriber pid %d: %s', this.peer.pid, message);
-      this.socket.close(undefined, { lastMessage: encodeResponse(errorResponse(CONTROL_ERRORS.EVENTS_OVERFLOW, message)) });
+      this.drop(encodeResponse(errorResponse(CONTROL_ERRORS.EVENTS_OVERFLOW, message)));
     }
+  }
+
+  /**
+   * Give up on this client: forget what it has not read, stop serving it, and close once it
+   * has read `reason` (or after CONTROL_DROP_GRACE_MS). Holds at most that one message.
+   */
+  private drop(reason: Buffer): void {
+    this.subscribedToEvents = false;
+    this.dropped = true;
+    for (const message of this.inbox.splice(0)) closeAll(message.fds);
+    this.socket.discardQueued();
+    this.socket.send(reason);
+    this.socket.end();
+    if (!this.socket.closed) setTimeout(() => this.socket.close(), CONTROL_DROP_GRACE_MS).unref();
   }
 
   /** Send what can go without waiting, then close (the VM is gone). */
@@ -76,6 +93,10 @@ export class Connection {
   }
 
   private receive(message: UnixMessage): void {
+    if (this.dropped) {
+      closeAll(message.fds);
+      return;
+    }
     this.inbox.push(message);
     if (this.inbox.length >= CONTROL_INBOX_MAX) this.socket.pauseReading();
     if (!this.serving) void this.serve();
@@ -89,7 +110,7 @@ export class Connection {
         if (this.inbox.length < CONTROL_INBOX_MAX && !this.peerDone) this.socket.resumeReading();
         // handle() never throws and always disposes of the message's fds.
         const reply = await this.handle(message, this);
-        const roomLeft = this.socket.closed ? true : this.socket.send(reply.data);
+        const roomLeft = this.socket.closed || this.dropped ? true : this.socket.send(reply.data);
         try {
           reply.after?.();
         } catch (error) {

@@ -150,6 +150,8 @@ export interface StatusResult {
   plugins: { name: string; source: string }[];
   /** The VMM's process id. */
   pid: number;
+  /** Control connections open now, the asking one included. */
+  connections: number;
 }
 
 /** pause, resume, stop: the state right after the command. */

@@ -171,7 +171,8 @@ export class ControlServer {
   private async execute(request: CommandRequest, context: ControlContext, connection: Connection): Promise<CommandOutcome> {
     const builtin = builtinCommand(request.command);
     if (builtin) {
-      return builtin({ vmm: this.vmm, subscribe: () => connection.subscribe(), stopVm: () => this.stopVm() }, request);
+      const scope = { vmm: this.vmm, subscribe: () => connection.subscribe(), stopVm: () => this.stopVm(), connections: this.connections.size };
+      return builtin(scope, request);
     }
     const hookRequest: ControlRequest = { command: request.command, args: [...request.args] };
     const reply = await this.vmm.hooks.controlCommand.promise(hookRequest, context);

@@ -65,6 +65,22 @@ export function openFdCount(): number {
   return fs.readdirSync('/proc/self/fd').length;
 }
 
+/** The fd count once it has stopped changing (the server closes its side of a connection asynchronously). */
+export async function settledFdCount(quietMs = 100): Promise<number> {
+  let count = openFdCount();
+  let since = Date.now();
+  const deadline = Date.now() + 5000;
+  while (Date.now() - since < quietMs && Date.now() < deadline) {
+    await sleep(10);
+    const now = openFdCount();
+    if (now !== count) {
+      count = now;
+      since = Date.now();
+    }
+  }
+  return count;
+}
+
 export async function eventually(check: () => boolean, timeoutMs = 5000, what = 'the condition'): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!check()) {

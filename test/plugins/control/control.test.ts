@@ -5,7 +5,7 @@
 import * as fs from 'fs';
 import { ControlClient } from '../../../plugins/control/client';
 import { PROTOCOL_VERSION, type ControlEvent, type StatusResult } from '../../../plugins/control/protocol';
-import { MiB, RawClient, openFdCount, expectFdCount, startControlVm, testPlugin, type ControlVm } from './control-fixture';
+import { MiB, RawClient, eventually, settledFdCount, expectFdCount, startControlVm, testPlugin, type ControlVm } from './control-fixture';
 
 describe('control plugin: driving a running VM', () => {
   let run: ControlVm;
@@ -32,7 +32,7 @@ describe('control plugin: driving a running VM', () => {
   test('status reports state, vCPUs, memory, devices and loaded plugins', async () => {
     const response = await client.request('status');
     expect(response).toMatchObject({ version: PROTOCOL_VERSION, result: { state: 'running', vcpus: 1, memory: 64 * MiB, pid: process.pid } });
-    const result = (response as { result: StatusResult }).result;
+    const result = (response as unknown as { result: StatusResult }).result;
     expect(result.devices.map((d) => d.name)).toEqual(expect.arrayContaining(['serial (COM1)', 'exit port']));
     expect(result.plugins).toEqual([
       { name: 'control', source: 'first-party control' },
@@ -55,7 +55,7 @@ describe('control plugin: driving a running VM', () => {
   });
 
   test('a peer beyond maxConnections is refused with a clear error; the others keep working', async () => {
-    const before = openFdCount();
+    const before = await settledFdCount();
     const extra = await Promise.all([1, 2, 3].map(() => ControlClient.connect(run.socket)));
     // client + 3 = 4 = maxConnections; make sure the server has accepted them all.
     for (const c of extra) expect(await c.request('status')).toHaveProperty('result');
@@ -98,7 +98,7 @@ describe('control plugin: driving a running VM', () => {
     ]);
     // The socket file goes with the VM, and every connection is closed.
     expect(fs.existsSync(run.socket)).toBe(false);
-    expect(client.closed).toBe(true);
+    await eventually(() => client.closed, 5000, 'the client to see the end');
     await expect(client.request('status')).rejects.toMatchObject({ code: 'ERR_CONNECTION_LOST' });
   });
 });

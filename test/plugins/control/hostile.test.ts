@@ -9,7 +9,7 @@ import { native } from '../../../native';
 import { ControlClient } from '../../../plugins/control/client';
 import { CONTROL_EVENT_BACKLOG_BYTES } from '../../../plugins/control/connection';
 import {
-  CLI, RawClient, eventually, expectFdCount, openFdCount, sleep, startControlVm, testPlugin, type ControlVm,
+  CLI, RawClient, eventually, expectFdCount, openFdCount, settledFdCount, sleep, startControlVm, testPlugin, type ControlVm,
 } from './control-fixture';
 
 const plugin = testPlugin();
@@ -22,8 +22,8 @@ describe('control plugin: hostile and broken clients', () => {
     run = await startControlVm({ maxFds: 4 }, [plugin]);
   });
 
-  beforeEach(() => {
-    baseline = openFdCount();
+  beforeEach(async () => {
+    baseline = await settledFdCount();
   });
 
   afterEach(async () => {
