@@ -316,3 +316,121 @@ export interface Vmm {
   /** Stop the VM (vCPUs joined, devices released). */
   stop(): Promise<VmExit>;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Virtio devices: virtio-mmio transport (version 2), split virtqueues (virtio 1.2 §2.7, §4.2)
+//
+// `vmm.addVirtioDevice(device, { name })` in `createDevices` gives the device 4 KiB of MMIO space
+// and an interrupt line, and adds `virtio_mmio.device=4K@0xBASE:IRQ` to the kernel command line.
+// The register file runs on the vCPU threads; queue notifications arrive through ioeventfds and
+// interrupts leave through an irqfd, so the device's own code (`activate`, `queueNotify`, …)
+// runs on the main thread's event loop and guest register accesses never wait for it.
+
+/** One guest buffer of a descriptor chain (already checked to lie inside guest RAM). */
+export interface VirtioBuffer {
+  readonly addr: number;
+  readonly len: number;
+}
+
+/** A descriptor chain the driver made available. Every buffer was validated when it was popped. */
+export interface VirtioChain {
+  /** Head descriptor index: what the used ring gets back. */
+  readonly head: number;
+  /** Device-readable buffers, in order. */
+  readonly readable: readonly VirtioBuffer[];
+  /** Device-writable buffers, in order (they follow every readable one, §2.7.4.2). */
+  readonly writable: readonly VirtioBuffer[];
+  readonly readableLength: number;
+  readonly writableLength: number;
+  /** A copy of every readable byte, descriptor boundaries removed. */
+  readBytes(): Uint8Array;
+  /** Write `data` into the writable buffers from byte `offset` on; returns bytes written (clipped at the end). */
+  writeBytes(data: Uint8Array, offset?: number): number;
+}
+
+export interface VirtioQueue {
+  readonly index: number;
+  /** Queue size the driver chose. */
+  readonly size: number;
+  /**
+   * The next available chain, or null. A malformed chain (loop, out-of-range index or address,
+   * bad indirect table, …) is logged, given back with length 0 and skipped; a broken ring (an
+   * impossible available index) sets DEVICE_NEEDS_RESET and stops the queue. Never throws.
+   */
+  pop(): VirtioChain | null;
+  /** Un-pop the last `count` chains (not yet pushed): the next pops return them again. */
+  undoPop(count?: number): void;
+  /** Return a chain to the driver; `written` is the number of bytes the device wrote into it. */
+  pushUsed(chain: VirtioChain, written: number): void;
+  /** Return several chains published by one used-index update (e.g. the buffers of one merged rx packet). */
+  pushUsedBatch(used: readonly { chain: VirtioChain; written: number }[]): void;
+  /** Send a used-buffer notification if the driver wants one (EVENT_IDX / NO_INTERRUPT). Call after a batch of pushUsed. */
+  notify(): void;
+  /** Ask for a notification when the driver adds buffers; true if some arrived meanwhile (pop again). */
+  enableNotification(): boolean;
+  /** Tell the driver not to notify (the device is polling the queue anyway). */
+  disableNotification(): void;
+  /** True once the queue found the ring broken (the device needs a reset). */
+  readonly broken: boolean;
+}
+
+/** What a device gets when the driver sets DRIVER_OK. */
+export interface VirtioActivation {
+  /** Features the driver accepted. */
+  readonly features: bigint;
+  /** The device's queues by index; a queue the driver did not enable is `undefined`. */
+  readonly queues: readonly (VirtioQueue | undefined)[];
+  readonly memory: GuestMemory;
+}
+
+/** The transport as its device sees it (given to `attach`). */
+export interface VirtioTransport {
+  /** Change config-space bytes; bumps the config generation and, once the driver is up, raises a configuration change interrupt. */
+  updateConfig(offset: number, data: Uint8Array): void;
+  /** Put the device in DEVICE_NEEDS_RESET (§2.1.2) and tell the driver; the device stays stopped until the driver resets it. */
+  needsReset(reason: string): void;
+}
+
+/** What every virtio device plugin implements. All methods run on the main thread. */
+export interface VirtioDevice {
+  /** Virtio device id (virtio 1.2 §5: 1 = network, 2 = block, …). */
+  readonly deviceType: number;
+  /** Device feature bits offered. The transport adds VERSION_1, RING_EVENT_IDX and INDIRECT_DESC. */
+  readonly features: bigint;
+  /** Maximum size of each queue (powers of two up to 32768); the length is the number of queues. */
+  readonly queueMaxSizes: readonly number[];
+  /** Initial device configuration space (at MMIO offset 0x100; at most 0xf00 bytes). */
+  readonly config: Uint8Array;
+  /** Called once by addVirtioDevice. */
+  attach?(transport: VirtioTransport): void;
+  /** The driver set DRIVER_OK: start using the queues. */
+  activate(activation: VirtioActivation): void;
+  /** The driver notified queue `index` (it added buffers). */
+  queueNotify(index: number): void;
+  /** The driver reset the device (status 0): stop using the queues, forget negotiated state. */
+  reset(): void;
+  /** The driver wrote config bytes (already stored; the device may correct them with updateConfig). */
+  writeConfig?(offset: number, data: Uint8Array): void;
+  /** The VM is stopping: release everything (called once, after the queues are gone). */
+  shutdown?(): void | Promise<void>;
+}
+
+export interface VirtioDeviceOptions {
+  /** Device name for `vmm.devices` and logs. */
+  name: string;
+}
+
+export interface VirtioDeviceInfo {
+  /** Guest-physical base of the device's 4 KiB register window. */
+  base: number;
+  /** The device's GSI. */
+  irq: number;
+}
+
+export interface Vmm {
+  /**
+   * Add a virtio-mmio device (call in `createDevices`): reserves its MMIO window and GSI,
+   * registers the transport and adds `virtio_mmio.device=4K@0xBASE:IRQ` to the kernel command line.
+   */
+  addVirtioDevice(device: VirtioDevice, options: VirtioDeviceOptions): VirtioDeviceInfo;
+}

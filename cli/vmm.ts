@@ -4,9 +4,10 @@
  *
  *   vmm [options]            same as `vmm run [options]`
  *   vmm run [options]        boot a VM (cli/commands/run.ts)
+ *   vmm ctl [options] CMD    drive a running VM through its control socket (cli/commands/ctl.ts)
  *
- * Each subcommand lives in its own module under cli/commands/ and is added in createProgram();
- * `vmm ctl …` and `vmm wl-proxy …` will join them there.
+ * Each subcommand lives in its own module under cli/commands/, exports `add<Name>Command(program,
+ * verbose)`, and is added in createProgram(); `vmm wl-proxy …` will join them there.
  *
  * Exit codes are listed in cli/exit-codes.ts. commander's usage errors (unknown flag, bad
  * choice, unexpected argument) exit 2 through exitOverride(); --help and --version exit 0.
@@ -52,8 +53,9 @@ export function createProgram(): Command {
     .showHelpAfterError("(see 'vmm --help')")
     .configureHelp({ showGlobalOptions: true });
 
-  const run = addRunCommand(program, () => Boolean(program.opts().verbose));
-  addCtlCommand(program, () => Boolean(program.opts().verbose));
+  const verbose = () => Boolean(program.opts().verbose);
+  const run = addRunCommand(program, verbose);
+  addCtlCommand(program, verbose);
 
   // `vmm --help` shows the run options too: most people only ever use the default command.
   program.addHelpText('after', () => {
@@ -71,9 +73,8 @@ export function createProgram(): Command {
 export async function main(argv: readonly string[] = process.argv): Promise<number> {
   const verbose = wantsVerbose(argv.slice(2));
   if (verbose) enableVerbose();
-  const program = createProgram();
   try {
-    await program.parseAsync([...argv]);
+    await createProgram().parseAsync([...argv]);
     return typeof process.exitCode === 'number' ? process.exitCode : EXIT_OK;
   } catch (err) {
     if (err instanceof CommanderError) {

@@ -14,6 +14,7 @@ import type {
   AccessValue, BusDevice, DeviceBus, DeviceInfo, Disposable, IoEventOptions, MainThreadBusDevice, UnhandledExit,
   VmConfig, VmExit, Vmm, VmState, WorkerBusDevice,
 } from '../plugin-api';
+import type { VirtioDevice, VirtioDeviceInfo, VirtioDeviceOptions } from '../plugin-api';
 import { loadKernel } from './boot';
 import { IDENTITY_MAP_ADDRESS, IOAPIC_START, MMIO_HOLE_START, TSS_ADDRESS } from './boot/layout';
 import { Bus } from './bus/bus';
@@ -21,6 +22,8 @@ import { validateConfig } from './config';
 import { ExitPortMessage, VMM_EXIT_PORT, VMM_EXIT_PORT_LENGTH } from './devices/exit-port';
 import { I8042_BASE, I8042_LENGTH, I8042Message } from './devices/i8042';
 import { createIoEvent } from './devices/io-event';
+import { addVirtioMmioDevice } from './virtio/mmio-transport';
+import { legacyPortDevices } from './devices/legacy-ports';
 import { SerialPort } from './devices/serial/serial-port';
 import { ConfigError, KernelLoadError, KvmError, PluginError, VmmError } from './errors';
 import { createHooks, trackCurrentTap } from './hooks';
@@ -130,6 +133,12 @@ export class Vm implements Vmm {
     return handle;
   }
 
+  /** virtio-mmio devices: the transport lives in core/virtio/mmio-transport.ts. */
+  addVirtioDevice(device: VirtioDevice, options: VirtioDeviceOptions): VirtioDeviceInfo {
+    this.requireVm('add a virtio device');
+    return addVirtioMmioDevice(this, this.vmFd, device, options);
+  }
+
   allocateMmio(owner: string, size: number): number {
     const length = Math.ceil(size / 0x1000) * 0x1000;
     if (!Number.isInteger(size) || size <= 0 || this.nextMmio + length > IOAPIC_START) {
@@ -150,6 +159,7 @@ export class Vm implements Vmm {
       this.registerBuiltinDevices();
       await this.callHookAsync(() => this.hooks.createDevices.promise(this));
       const setup = this.loadKernel();
+      if (setup.format === 'vmlinux' || setup.format === 'bzimage') this.registerLinuxLegacyPorts();
       this.createVcpus(setup);
       await this.callHookAsync(() => this.hooks.beforeBoot.promise(this));
       await this.startVcpus();
@@ -258,6 +268,20 @@ export class Vm implements Vmm {
         if ((message as I8042Message).reset) void this.finish({ reason: 'reset', exitCode: EXIT_CODES.ok, message: 'the guest reset the machine (treated as power-off).' });
       },
     });
+  }
+
+  /**
+   * Linux boots only: the PC ports Linux probes that vmm has no device for (CMOS, delay ports,
+   * absent COM2-4 and PCI; core/devices/legacy-ports.ts). A port a plugin already claimed stays
+   * the plugin's.
+   */
+  private registerLinuxLegacyPorts(): void {
+    for (const device of legacyPortDevices()) {
+      let claimed = false;
+      for (let port = device.base; port < device.base + device.length; port++) claimed ||= this.buses.pio.findIndex(port) >= 0;
+      if (claimed) log('legacy port range %s left to the device already there', device.name);
+      else this.pio.register(device);
+    }
   }
 
   private loadKernel() {

@@ -26,8 +26,6 @@ export const CTL_EXIT_CONNECTION = 3;
 
 /** Default --timeout: long enough for a pause or stop of a busy VM. */
 export const CTL_DEFAULT_TIMEOUT_MS = 10_000;
-/** O_CLOEXEC in /proc/self/fdinfo flags (octal): set on node's own fds, never on inherited ones. */
-const O_CLOEXEC = 0o2000000;
 /** Client-side failures: the transport, not the server's answer (exit 3). */
 const CONNECTION_CODES = new Set(['ERR_CONNECT', 'ERR_CONNECTION_LOST', 'ERR_TIMEOUT', 'ERR_PROTOCOL', 'ERR_EVENTS_OVERFLOW']);
 
@@ -178,7 +176,7 @@ function parseTimeout(text: string | undefined, self: Command): number {
   return Number(text);
 }
 
-/** An --fd must be open and inherited (node's own fds are close-on-exec; a shell's redirections are not). */
+/** An --fd must be open here: the caller opens it (a shell redirection such as 3<>FILE). */
 function parseFd(text: string, self: Command): number {
   const usage = (problem: string): never => self.error(`--fd ${text}: ${problem}`, { exitCode: CTL_EXIT_USAGE, code: 'vmm.badFd' });
   if (!/^\d+$/.test(text)) usage('must be a file descriptor number');
@@ -188,14 +186,6 @@ function parseFd(text: string, self: Command): number {
     fs.fstatSync(fd);
   } catch {
     usage(`file descriptor ${fd} is not open in this process; open it in the shell, e.g. --fd ${fd} ${fd}<>FILE`);
-  }
-  let flags: number | undefined;
-  try {
-    const match = /^flags:\s*([0-7]+)/m.exec(fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'));
-    flags = match ? parseInt(match[1], 8) : undefined;
-  } catch { /* no /proc: trust fstat */ }
-  if (flags !== undefined && (flags & O_CLOEXEC) !== 0) {
-    usage(`file descriptor ${fd} is not open in this process's caller (it is one of node's own); open it in the shell, e.g. --fd ${fd} ${fd}<>FILE`);
   }
   return fd;
 }

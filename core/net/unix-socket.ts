@@ -250,7 +250,7 @@ export class UnixMessageSocket extends EventEmitter {
     } catch (error) {
       // A 'message' or 'drain' listener threw: never let it unwind into the addon's callback.
       log('socket fd %d: a listener threw: %s', this.fd, (error as Error)?.stack ?? error);
-      this.close(error instanceof Error ? error : new Error(String(error)));
+      this.close(asError(error));
     }
   }
 
@@ -647,7 +647,8 @@ function errorCode(error: unknown): string | undefined {
 }
 
 function asError(error: unknown): Error {
-  if (error instanceof Error) return error;
+  // Errors from another realm (the addon's, or a jest test's) are Errors all the same.
+  if (error instanceof Error || (typeof error === 'object' && error !== null && typeof (error as Error).message === 'string' && 'stack' in error)) return error as Error;
   // Errors made by the addon belong to another realm under jest; keep message and code.
   const e = error as { message?: unknown; code?: unknown } | null;
   const wrapped = new UnixSocketError(typeof e?.code === 'string' ? e.code : 'ERR_SOCKET', typeof e?.message === 'string' ? e.message : String(error));

@@ -93,7 +93,11 @@ export function loadPlugins(requests: readonly PluginRequest[]): LoadedPlugin[] 
   return loaded;
 }
 
-function resolvePlugin(name: string, baseDir: string): { file: string; source: string } {
+/**
+ * Where `name` would load from, without loading it: the module file and the `source` shown in
+ * messages. Throws PluginError listing every place tried.
+ */
+export function resolvePlugin(name: string, baseDir: string): { file: string; source: string } {
   const tried: string[] = [];
 
   if (FIRST_PARTY_NAME.test(name)) {

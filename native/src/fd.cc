@@ -7,6 +7,10 @@
 #include <uv.h>
 
 #include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <utility>
 #include <vector>
 
 #include "addon.h"
@@ -15,6 +19,29 @@
 
 namespace vmm {
 namespace {
+
+// libuv allows one poll handle per fd and loop: closing a second one silently takes the fd out
+// of epoll for the first. Claimed by the constructor, released when closing starts.
+std::mutex g_watched_mutex;
+std::set<std::pair<uv_loop_t*, int>> g_watched;
+
+bool Claim(uv_loop_t* loop, int fd) {
+  std::lock_guard<std::mutex> lock(g_watched_mutex);
+  return g_watched.emplace(loop, fd).second;
+}
+
+void Unclaim(uv_loop_t* loop, int fd) {
+  std::lock_guard<std::mutex> lock(g_watched_mutex);
+  g_watched.erase({loop, fd});
+}
+
+bool IsWatched(int fd) {
+  std::lock_guard<std::mutex> lock(g_watched_mutex);
+  for (const auto& [loop, watched] : g_watched) {
+    if (watched == fd) return true;
+  }
+  return false;
+}
 
 // Watches one fd with a uv_poll_t. Started, it pins itself (like a Node handle) so a watcher
 // JavaScript forgot about still fires; stopped and unreachable, it is collected and closed.
@@ -30,7 +57,7 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
   }
 
   explicit FdWatcher(const Napi::CallbackInfo& info)
-      : Napi::ObjectWrap<FdWatcher>(info), async_(info.Env(), "vmm:FdWatcher") {
+      : Napi::ObjectWrap<FdWatcher>(info) {
     Args args(info, "new FdWatcher(fd, callback)");
     int fd = args.Fd(0);
     callback_ = Napi::Persistent(args.Fn(1));
@@ -40,15 +67,23 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
 
     auto poll = std::make_unique<Poll>();
     poll->handle.data = poll.get();
+    poll->fd = fd;
+    if (!Claim(loop, fd)) {
+      ThrowErrno(env, "uv_poll_init", EEXIST, "fd " + std::to_string(fd) + " already has an FdWatcher on this thread");
+    }
     // Worker teardown waits for this hook to finish closing the handle, so the loop closes clean.
-    NAPI_THROW_IF_FAILED_VOID(env, napi_add_async_cleanup_hook(env, OnEnvCleanup, poll.get(), &poll->cleanup));
-    int rc = uv_poll_init(loop, &poll->handle, fd);
-    if (rc < 0) {
+    if (napi_add_async_cleanup_hook(env, OnEnvCleanup, poll.get(), &poll->cleanup) != napi_ok) {
+      Unclaim(loop, fd);
+      throw Napi::Error::New(env);
+    }
+    if (int rc = uv_poll_init(loop, &poll->handle, fd); rc < 0) {
       napi_remove_async_cleanup_hook(poll->cleanup);
+      Unclaim(loop, fd);
       ThrowErrno(env, "uv_poll_init", -rc);
     }
     poll_ = poll.release();
     poll_->owner = this;
+    async_.emplace(env, "vmm:FdWatcher");
   }
 
   ~FdWatcher() override {
@@ -59,6 +94,7 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
   // The libuv handle. It outlives the watcher until libuv's close callback frees it.
   struct Poll {
     uv_poll_t handle;
+    int fd;
     FdWatcher* owner = nullptr;  // null once closing
     napi_async_cleanup_hook_handle cleanup = nullptr;
   };
@@ -92,6 +128,9 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
   void Close(const Napi::CallbackInfo& info) {
     Args args(info, "close()");
     if (poll_ != nullptr) BeginClose(poll_);
+    // async_hooks (and jest --detectOpenHandles) see the resource end here, or once the
+    // callback that is using it returns.
+    if (!in_callback_) async_.reset();
     Unpin();
   }
 
@@ -104,18 +143,19 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
     FdWatcher* self = static_cast<Poll*>(handle->data)->owner;
     if (self == nullptr) return;
     Napi::Env env = self->Env();
+    // `receiver` is a handle on the JS object, so `self` cannot be collected during the call.
     Napi::HandleScope scope(env);
-    // Copies: the callback may close the watcher, and nothing of `self` is touched after it.
-    Napi::Function callback = self->callback_.Value();
     Napi::Object receiver = self->Value();
-    napi_async_context context = self->async_;
+    self->in_callback_ = true;
     try {
-      callback.MakeCallback(receiver, {Napi::Number::New(env, events), Napi::Number::New(env, status)},
-                            context);
+      self->callback_.MakeCallback(receiver, {Napi::Number::New(env, events), Napi::Number::New(env, status)},
+                                   *self->async_);
     } catch (const Napi::Error& e) {
       // No JavaScript frame to throw into: report it like any uncaught exception.
       napi_fatal_exception(env, e.Value());
     }
+    self->in_callback_ = false;
+    if (self->poll_ == nullptr) self->async_.reset();  // closed by the callback
   }
 
   // Safe from inside the callback: libuv frees the handle only in a later loop phase.
@@ -123,6 +163,7 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
     if (poll->owner != nullptr) poll->owner->poll_ = nullptr;
     poll->owner = nullptr;
     uv_poll_stop(&poll->handle);
+    Unclaim(poll->handle.loop, poll->fd);
     uv_close(reinterpret_cast<uv_handle_t*>(&poll->handle), [](uv_handle_t* handle) {
       Poll* poll = static_cast<Poll*>(handle->data);
       napi_remove_async_cleanup_hook(poll->cleanup);
@@ -136,10 +177,11 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
     if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&poll->handle))) BeginClose(poll);
   }
 
-  Napi::AsyncContext async_;
+  std::optional<Napi::AsyncContext> async_;
   Napi::FunctionReference callback_;
   Poll* poll_ = nullptr;
   bool pinned_ = false;
+  bool in_callback_ = false;
 };
 
 }  // namespace
@@ -172,8 +214,13 @@ Napi::Value EventfdRead(const Napi::CallbackInfo& info) {
 
 Napi::Value Close(const Napi::CallbackInfo& info) {
   Args args(info, "close(fd)");
+  int fd = args.Fd(0);
+  // libuv aborts the process when an fd it polls disappears under it.
+  if (IsWatched(fd)) {
+    ThrowErrno(info.Env(), "close", EBUSY, "fd " + std::to_string(fd) + " has an open FdWatcher; close the watcher first");
+  }
   // Linux releases the fd even when close reports EINTR; retrying could close a reused number.
-  if (close(args.Fd(0)) < 0 && errno != EINTR) ThrowErrno(info.Env(), "close");
+  if (close(fd) < 0 && errno != EINTR) ThrowErrno(info.Env(), "close");
   return info.Env().Undefined();
 }
 

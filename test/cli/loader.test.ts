@@ -1,7 +1,7 @@
 /** core/plugins/loader.ts: resolution order, export shapes, and the errors users see. */
 import * as path from 'path';
 import { PluginError } from '../../core/errors';
-import { firstPartyPluginNames, loadPlugin, loadPlugins } from '../../core/plugins/loader';
+import { firstPartyPluginNames, loadPlugin, loadPlugins, resolvePlugin } from '../../core/plugins/loader';
 import { cleanup, makeHome, pluginSource, writeTree } from './fixtures';
 
 let root: string;
@@ -68,10 +68,12 @@ describe('resolution', () => {
     );
   });
 
-  test('first-party names are only ever looked for in dist/plugins', () => {
-    // Whatever this build ships, every listed name must load from there.
+  test('first-party plugins resolve to dist/plugins/<name>/index.js before anything else', () => {
+    // Whatever this build ships; resolved only, since loading them is their own tests' business.
+    const dist = path.join(__dirname, '..', '..', 'plugins');
     for (const name of firstPartyPluginNames()) {
-      expect(loadPlugin({ name }, root).source).toBe(`first-party ${name}`);
+      writeTree(root, { [`node_modules/${name}/index.js`]: pluginSource('impostor') });
+      expect(resolvePlugin(name, root)).toEqual({ file: path.join(dist, name, 'index.js'), source: `first-party ${name}` });
     }
   });
 });

@@ -399,7 +399,7 @@ describe('native addon', () => {
       }
     });
 
-    test('FdWatcher stop, ref and unref', async () => {
+    test('FdWatcher stop, ref, unref; one per fd, closed before it', async () => {
       const [readFd, writeFd] = native.pipe();
       const calls: number[] = [];
       const watcher = new native.FdWatcher(readFd, (events) => calls.push(events));
@@ -415,6 +415,9 @@ describe('native addon', () => {
         native.close(writeFd);
         await delay(20);
         expect(calls.length).toBeGreaterThan(0);
+        // One watcher per fd, and the watcher goes before the fd (libuv aborts otherwise).
+        expect(thrown(() => new native.FdWatcher(readFd, () => {})).code).toBe('EEXIST');
+        expect(thrown(() => native.close(readFd)).code).toBe('EBUSY');
       } finally {
         watcher.close();
         native.close(readFd);

@@ -83,20 +83,19 @@ describe('vmm ctl against vmm run --plugin control', () => {
     expect(JSON.parse(json.stdout)).toMatchObject({ error: { code: 'ERR_VM_STATE', message: 'cannot resume a VM that is running.' } });
   });
 
-  test('usage errors exit 2: no --socket, a bad --timeout, an --fd that is not open or not inherited', async () => {
+  test('usage errors exit 2: no --socket, a bad --timeout, an --fd that is not open', async () => {
     const noSocket = await vmm(['ctl', 'status']);
     expect(noSocket.code).toBe(2);
     expect(noSocket.stderr).toContain("required option '--socket <path>' not specified");
     const timeout = await vmm(['ctl', '--socket', socket, '--timeout', 'soon', 'status']);
     expect(timeout.code).toBe(2);
     expect(timeout.stderr).toContain("--timeout must be a whole number of milliseconds (at least 1); got 'soon'");
-    const closed = await vmm(['ctl', '--socket', socket, 'status', '--fd', '9']);
+    const closed = await vmm(['ctl', '--socket', socket, 'status', '--fd', '200']);
     expect(closed.code).toBe(2);
-    expect(closed.stderr).toContain('--fd 9: file descriptor 9 is not open in this process; open it in the shell, e.g. --fd 9 9<>FILE');
-    // fd 3 exists in every node process (its event loop's), but nobody gave it to us.
-    const own = await vmm(['ctl', '--socket', socket, 'status', '--fd', '3']);
-    expect(own.code).toBe(2);
-    expect(own.stderr).toContain("--fd 3: file descriptor 3 is not open in this process's caller");
+    expect(closed.stderr).toContain('--fd 200: file descriptor 200 is not open in this process; open it in the shell, e.g. --fd 200 200<>FILE');
+    const stdin = await vmm(['ctl', '--socket', socket, 'status', '--fd', '0']);
+    expect(stdin.code).toBe(2);
+    expect(stdin.stderr).toContain('--fd 0: stdin, stdout and stderr cannot be passed');
   });
 
   test('--fd passes an inherited descriptor with the request (a command that does not take it closes it)', async () => {

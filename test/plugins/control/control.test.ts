@@ -7,12 +7,14 @@ import { ControlClient } from '../../../plugins/control/client';
 import { PROTOCOL_VERSION, type ControlEvent, type StatusResult } from '../../../plugins/control/protocol';
 import { MiB, RawClient, eventually, settledFdCount, expectFdCount, startControlVm, testPlugin, type ControlVm } from './control-fixture';
 
+const plugin = testPlugin();
+
 describe('control plugin: driving a running VM', () => {
   let run: ControlVm;
   let client: ControlClient;
 
   beforeAll(async () => {
-    run = await startControlVm({ maxConnections: 4 }, [testPlugin()]);
+    run = await startControlVm({ maxConnections: 4 }, [plugin]);
     client = await ControlClient.connect(run.socket);
   });
 
@@ -52,6 +54,16 @@ describe('control plugin: driving a running VM', () => {
     } finally {
       raw.close();
     }
+  });
+
+  test('client: no answer within the timeout rejects with ERR_TIMEOUT and closes that connection', async () => {
+    const impatient = await ControlClient.connect(run.socket);
+    await expect(impatient.request('slow', ['300'], [], { timeoutMs: 50 })).rejects.toMatchObject({ code: 'ERR_TIMEOUT', message: "no response to 'slow' within 50 ms." });
+    expect(impatient.closed).toBe(true);
+    await expect(impatient.request('status')).rejects.toMatchObject({ code: 'ERR_TIMEOUT' });
+    expect(await client.request('status')).toMatchObject({ result: { state: 'running' } });
+    // The server finishes the command for nobody, then lets the connection go.
+    await eventually(() => plugin.state.running === 0);
   });
 
   test('a peer beyond maxConnections is refused with a clear error; the others keep working', async () => {

@@ -1,0 +1,63 @@
+/** virtio-net constants: virtio 1.2 §5.1 and linux/virtio_net.h, linux/if_tun.h. */
+
+// Feature bits (virtio 1.2 §5.1.3)
+/** §5.1.3: Device handles packets with partial checksum (guest → device offload). */
+export const VIRTIO_NET_F_CSUM = 0;
+/** §5.1.3: Driver handles packets with partial checksum. */
+export const VIRTIO_NET_F_GUEST_CSUM = 1;
+/** §5.1.3: Device maximum MTU reporting is supported (config `mtu`). */
+export const VIRTIO_NET_F_MTU = 3;
+/** §5.1.3: Device has given MAC address (config `mac`). */
+export const VIRTIO_NET_F_MAC = 5;
+/** §5.1.3: Driver can receive TSOv4. */
+export const VIRTIO_NET_F_GUEST_TSO4 = 7;
+/** §5.1.3: Driver can receive TSOv6. */
+export const VIRTIO_NET_F_GUEST_TSO6 = 8;
+/** §5.1.3: Driver can receive TSO with ECN. */
+export const VIRTIO_NET_F_GUEST_ECN = 9;
+/** §5.1.3: Device can receive TSOv4. */
+export const VIRTIO_NET_F_HOST_TSO4 = 11;
+/** §5.1.3: Device can receive TSOv6. */
+export const VIRTIO_NET_F_HOST_TSO6 = 12;
+/** §5.1.3: Device can receive TSO with ECN. */
+export const VIRTIO_NET_F_HOST_ECN = 13;
+/** §5.1.3: Driver can merge receive buffers. */
+export const VIRTIO_NET_F_MRG_RXBUF = 15;
+/** §5.1.3: Configuration status field is available. */
+export const VIRTIO_NET_F_STATUS = 16;
+
+/** §5.1.4: config `status` bit: the link is up. */
+export const VIRTIO_NET_S_LINK_UP = 1;
+
+// Config layout (§5.1.4, struct virtio_net_config)
+export const VIRTIO_NET_CONFIG_MAC = 0;
+export const VIRTIO_NET_CONFIG_STATUS = 6;
+export const VIRTIO_NET_CONFIG_MAX_VQ_PAIRS = 8;
+export const VIRTIO_NET_CONFIG_MTU = 10;
+export const VIRTIO_NET_CONFIG_SIZE = 12;
+
+/** §5.1.6: struct virtio_net_hdr_v1 (with num_buffers) is 12 bytes once VERSION_1 is negotiated. */
+export const VIRTIO_NET_HDR_SIZE = 12;
+/** §5.1.6: offset of num_buffers in the header. */
+export const VIRTIO_NET_HDR_NUM_BUFFERS = 10;
+
+/** §5.1.2: receiveq1 is queue 0, transmitq1 queue 1. */
+export const RX_QUEUE = 0;
+export const TX_QUEUE = 1;
+/** Our queue size (Firecracker and crosvm use 256). */
+export const VMM_NET_QUEUE_SIZE = 256;
+
+// linux/if_tun.h TUNSETOFFLOAD flags: what the reader of the TAP (us) can take from the kernel
+/** if_tun.h: I can handle unchecksummed packets */
+export const TUN_F_CSUM = 0x01;
+/** if_tun.h: I can handle TSO for IPv4 packets */
+export const TUN_F_TSO4 = 0x02;
+/** if_tun.h: I can handle TSO for IPv6 packets */
+export const TUN_F_TSO6 = 0x04;
+/** if_tun.h: I can handle TSO with ECN bits. */
+export const TUN_F_TSO_ECN = 0x08;
+
+/** Largest frame a TAP hands out: a 64 KiB GSO packet plus Ethernet and VLAN headers, plus our header. */
+export const VMM_NET_MAX_READ = VIRTIO_NET_HDR_SIZE + 65535 + 14 + 4;
+/** Chains handled per event-loop turn, so one busy queue cannot starve the loop. */
+export const VMM_NET_BUDGET = 256;

@@ -1,0 +1,172 @@
+/**
+ * Linux guests for tests and benchmarks: locates the tiny kernel + initramfs that
+ * scripts/guest-kernel builds (and caches outside the repository), boots it through the real
+ * CLI (`node dist/cli/vmm.js`) as a child process, and exposes its serial console.
+ *
+ * The fixture is not built here: it takes minutes, and CI builds it before the tests
+ * (`scripts/guest-kernel` in .ci/run). Set VMM_GUEST_KERNEL and VMM_GUEST_INITRAMFS to use other
+ * files; otherwise `scripts/guest-kernel --locate` says where the cached build is, or fails.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+
+export const ROOT = path.join(__dirname, '..', '..', '..');
+export const CLI = path.join(ROOT, 'dist', 'cli', 'vmm.js');
+export const GUEST_KERNEL_SCRIPT = path.join(ROOT, 'scripts', 'guest-kernel');
+
+/**
+ * What the nested KVM on our CI hosts needs to get Linux to /init (shared/notes/machine.md):
+ * CPUID features it cannot emulate hidden from the kernel, xsave off, and no waiting on timers
+ * whose calibration the slow emulated kernel mode would fail.
+ */
+export const HOST_QUIRK_CMDLINE = [
+  'noxsave',
+  'mitigations=off',
+  'tsc=reliable',
+  'no_timer_check',
+  'clearcpuid=cx16,smap,smep,popcnt,movbe,fsgsbase,rdrand,rdseed,invpcid,pcid',
+].join(' ');
+
+export const BASE_CMDLINE = `console=ttyS0 ${HOST_QUIRK_CMDLINE} panic=-1`;
+
+/** How long Linux may take to reach /init on the emulated kernel mode of CI hosts. */
+export const LINUX_BOOT_TIMEOUT_MS = 6 * 60_000;
+
+export interface LinuxFixture { vmlinux: string; initramfs: string }
+
+export class FixtureMissingError extends Error {}
+
+let cached: LinuxFixture | undefined;
+
+/** The kernel and initramfs; throws FixtureMissingError saying how to build them. */
+export function linuxFixture(): LinuxFixture {
+  if (cached) return cached;
+  const fromEnv = process.env.VMM_GUEST_KERNEL;
+  if (fromEnv) {
+    const initramfs = process.env.VMM_GUEST_INITRAMFS ?? path.join(path.dirname(fromEnv), 'initramfs.cpio');
+    for (const file of [fromEnv, initramfs]) {
+      if (!fs.existsSync(file)) throw new FixtureMissingError(`the Linux guest fixture ${file} (from VMM_GUEST_KERNEL/VMM_GUEST_INITRAMFS) does not exist.`);
+    }
+    cached = { vmlinux: fromEnv, initramfs };
+    return cached;
+  }
+  const located = spawnSync(GUEST_KERNEL_SCRIPT, ['--locate'], { encoding: 'utf8' });
+  const lines = (located.stdout ?? '').trim().split('\n');
+  const value = (key: string) => lines.find((l) => l.startsWith(`${key}=`))?.slice(key.length + 1);
+  const vmlinux = value('vmlinux');
+  const initramfs = value('initramfs');
+  if (located.status !== 0 || !vmlinux || !initramfs) {
+    const why = (located.stderr ?? '').trim() || located.error?.message || `exit status ${located.status}`;
+    throw new FixtureMissingError(
+      `the Linux guest fixture is not built: run scripts/guest-kernel first (CI runs it in .ci/run); ` +
+        `scripts/guest-kernel --locate said: ${why}`,
+    );
+  }
+  cached = { vmlinux, initramfs };
+  return cached;
+}
+
+export interface LinuxGuestOptions {
+  /** Appended to BASE_CMDLINE. */
+  cmdline?: string;
+  memory?: string;
+  /** Extra vmm flags (e.g. ['--plugin', 'virtio-net={"tap":"vmmt0"}']). */
+  args?: string[];
+  /** Run vmm inside this network namespace (`ip netns exec NS node …`). */
+  netns?: string;
+  fixture?: LinuxFixture;
+  /** Tee the console to this stream as it arrives (e.g. process.stderr when debugging). */
+  echo?: NodeJS.WritableStream;
+}
+
+export interface ChildExit { code: number | null; signal: NodeJS.Signals | null }
+
+export interface LinuxGuest {
+  child: ChildProcess;
+  /** When the child was spawned (performance.now() milliseconds). */
+  startedAt: number;
+  /** Everything vmm printed on stdout (the guest's COM1) so far. */
+  output(): string;
+  stderr(): string;
+  /**
+   * Resolves with the milliseconds since spawn at which `text` first appeared; rejects with the
+   * console so far if vmm exits or the timeout passes first.
+   */
+  waitFor(text: string | RegExp, timeoutMs?: number): Promise<number>;
+  /** Resolves when the child has exited. */
+  exited: Promise<ChildExit>;
+  /** SIGTERM, then SIGKILL after `graceMs` if it is still running; resolves with the exit. */
+  stop(graceMs?: number): Promise<ChildExit>;
+}
+
+export function bootLinux(options: LinuxGuestOptions = {}): LinuxGuest {
+  const fixture = options.fixture ?? linuxFixture();
+  const cmdline = [BASE_CMDLINE, options.cmdline ?? ''].join(' ').trim();
+  const vmmArgs = [
+    CLI, '--kernel', fixture.vmlinux, '--initrd', fixture.initramfs, '--memory', options.memory ?? '128M',
+    '--cmdline', cmdline, ...(options.args ?? []),
+  ];
+  const [command, args] = options.netns
+    ? ['ip', ['netns', 'exec', options.netns, process.execPath, ...vmmArgs]]
+    : [process.execPath, vmmArgs];
+  const startedAt = performance.now();
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  const waiters = new Set<() => void>();
+  const wake = () => { for (const w of [...waiters]) w(); };
+  // [end offset in `out`, ms since spawn] per chunk, to time when a text arrived.
+  const arrivals: [number, number][] = [];
+  child.stdout!.setEncoding('utf8');
+  child.stderr!.setEncoding('utf8');
+  child.stdout!.on('data', (chunk: string) => {
+    out += chunk;
+    arrivals.push([out.length, performance.now() - startedAt]);
+    options.echo?.write(chunk);
+    wake();
+  });
+  child.stderr!.on('data', (chunk: string) => { err += chunk; options.echo?.write(chunk); });
+  let exit: ChildExit | undefined;
+  const exited = new Promise<ChildExit>((resolve) => {
+    child.on('error', (e) => { err += `\nspawn failed: ${e.message}`; exit = { code: null, signal: null }; wake(); resolve(exit); });
+    child.on('close', (code, signal) => { exit = { code, signal }; wake(); resolve(exit); });
+  });
+
+  /** Offset just past the first match, or -1. */
+  const matchEnd = (text: string | RegExp): number => {
+    if (typeof text === 'string') { const i = out.indexOf(text); return i < 0 ? -1 : i + text.length; }
+    const m = new RegExp(text.source, text.flags.replace('g', '')).exec(out);
+    return m ? m.index + m[0].length : -1;
+  };
+  const arrivedAt = (end: number) => arrivals.find(([e]) => e >= end)?.[1] ?? performance.now() - startedAt;
+  const waitFor = (text: string | RegExp, timeoutMs = LINUX_BOOT_TIMEOUT_MS): Promise<number> => new Promise((resolve, reject) => {
+    const key = String(text);
+    const check = () => {
+      const end = matchEnd(text);
+      if (end >= 0) {
+        finish(); resolve(arrivedAt(end));
+      } else if (exit) {
+        finish();
+        reject(new Error(`vmm exited (${exit.signal ?? `code ${exit.code}`}) before the console showed ${key}.\n${describe()}`));
+      }
+    };
+    const timer = setTimeout(() => { finish(); reject(new Error(`the console did not show ${key} within ${timeoutMs} ms.\n${describe()}`)); }, timeoutMs);
+    const finish = () => { clearTimeout(timer); waiters.delete(check); };
+    waiters.add(check);
+    check();
+  });
+  const describe = () => `--- console (last 40 lines) ---\n${out.split('\n').slice(-40).join('\n')}\n--- vmm stderr ---\n${err.slice(-4000)}`;
+
+  const stop = async (graceMs = 20_000): Promise<ChildExit> => {
+    if (!exit) {
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => { if (!exit) child.kill('SIGKILL'); }, graceMs);
+      await exited;
+      clearTimeout(timer);
+    }
+    return exited;
+  };
+
+  return { child, startedAt, output: () => out, stderr: () => err, waitFor, exited, stop };
+}
