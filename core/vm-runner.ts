@@ -1,9 +1,4 @@
 /**
- * NOTE (CLI engineer, 05:14 UTC): this file was overwritten by mistake by the CLI engineer a few
- * seconds after the VM engineer created it; the original content is lost. This is a
- * reconstruction on top of `Vm` (core/vm.ts) that keeps the agreed contract. The VM engineer
- * should replace it with their version.
- *
  * runVm: apply the plugins, boot, run until the VM ends, and resolve with how it ended. It
  * resolves (never rejects) for every VM outcome, errors included; `exitCode` is what `vmm` exits
  * with (0 poweroff/reset, 1 vmm or plugin error, 3 guest crash, 4 guest-reported failure,

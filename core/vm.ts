@@ -90,6 +90,7 @@ export class Vm implements Vmm {
   private resolveExit!: (exit: VmExit) => void;
   private readonly exited = new Promise<VmExit>((resolve) => { this.resolveExit = resolve; });
   private detachIo: (() => void) | undefined;
+  private stopRequested = false;
 
   /** Applies the plugins and runs `configure`; nothing touches KVM yet. */
   constructor(config: VmConfig, private readonly loadedPlugins: readonly LoadedPlugin[], private readonly io: VmIo) {
@@ -153,6 +154,7 @@ export class Vm implements Vmm {
   async start(): Promise<void> {
     if (this._state !== 'configured') throw new VmmError('ERR_VM_STATE', `cannot start a VM that is ${this._state}.`);
     this.setState('booting');
+    this.watchStopSignal();
     try {
       this.openKvm();
       this.createMemory();
@@ -163,8 +165,11 @@ export class Vm implements Vmm {
       this.createVcpus(setup);
       await this.callHookAsync(() => this.hooks.beforeBoot.promise(this));
       await this.startVcpus();
-      this.attachIo();
+      // The guest may already have ended while its threads came up.
+      if (this.finishing) return;
+      this.attachSerialInput();
       this.setState('running');
+      if (this.stopRequested) void this.stop();
       this.callHook(() => this.hooks.afterBoot.call(this));
     } catch (error) {
       try { this.hooks.failed.call(error as Error); } catch (e) { log('a failed tap threw: %s', messageOf(e)); }
@@ -195,6 +200,11 @@ export class Vm implements Vmm {
   }
 
   stop(): Promise<VmExit> {
+    // While booting, fds and threads are still being created: stop at start()'s next step.
+    if (this._state === 'booting') {
+      this.stopRequested = true;
+      return this.exited;
+    }
     return this.finish({ reason: 'stopped', exitCode: EXIT_CODES.ok, message: 'the VM was stopped.' });
   }
 
@@ -329,22 +339,24 @@ export class Vm implements Vmm {
     await Promise.all(this.vcpus.map((v) => v.started()));
   }
 
-  private attachIo(): void {
+  private attachSerialInput(): void {
     const input = this.io.serialInput;
-    if (input) {
-      const onData = (chunk: Buffer | string) => this.serial.input(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk));
-      input.on('data', onData);
-      this.detachIo = () => input.removeListener('data', onData);
-    }
-    const signal = this.io.stopSignal;
-    if (signal) {
-      const onAbort = () => void this.stop();
-      if (signal.aborted) onAbort();
-      signal.addEventListener('abort', onAbort, { once: true });
-      const previous = this.detachIo;
-      this.detachIo = () => { previous?.(); signal.removeEventListener('abort', onAbort); };
-    }
+    if (!input) return;
+    const onData = (chunk: Buffer | string) => this.serial.input(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk));
+    input.on('data', onData);
+    this.detachIo = () => input.removeListener('data', onData);
   }
+
+  private watchStopSignal(): void {
+    const signal = this.io.stopSignal;
+    if (!signal) return;
+    const onAbort = () => void this.stop();
+    signal.addEventListener('abort', onAbort, { once: true });
+    this.unwatchStopSignal = () => signal.removeEventListener('abort', onAbort);
+    if (signal.aborted) onAbort();
+  }
+
+  private unwatchStopSignal: (() => void) | undefined;
 
   // --- running -------------------------------------------------------------------------------
 
@@ -409,6 +421,7 @@ export class Vm implements Vmm {
     if (this._state !== 'configured') this.setState('stopping');
     log('stopping: %s', exit.message);
     this.detachIo?.();
+    this.unwatchStopSignal?.();
     await Promise.all(this.vcpus.map((v) => v.stop()));
     this.serial.close();
     try {

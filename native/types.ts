@@ -4,8 +4,11 @@
  * The addon is thin: each function is one system call or ioctl, checks its arguments first
  * (throwing `TypeError("Usage: name(args)")`), and turns a failing call into an `Error`
  * whose message is "<CALL> failed: <strerror>" and whose `code` is the errno name
- * (`'ENOENT'`, `'EACCES'`, `'EAGAIN'`, …) and `syscall` the call name. Policy, defaults and
- * lifecycles live in TypeScript (`core/`). Only `core/` imports this module.
+ * (`'ENOENT'`, `'EACCES'`, `'EAGAIN'`, …), `errno` the (positive) errno number and `syscall` the
+ * call name. Usage errors carry `code` `'ERR_INVALID_ARG_TYPE'`; arity is checked too, so pass
+ * functions explicitly (`fds.forEach((fd) => native.close(fd))`, not `forEach(native.close)`).
+ * Native errors are not `instanceof Error` in other realms (Jest): test `code`. Policy, defaults
+ * and lifecycles live in TypeScript (`core/`). Only `core/` imports this module.
  *
  * 64-bit quantities that may exceed 2^53 (registers, host addresses, eventfd counters) are
  * `bigint`; guest-physical addresses and sizes below 2^53 are `number`.
@@ -76,7 +79,10 @@ export interface Mapping {
   /** Host virtual address of the first byte (for `KVM_SET_USER_MEMORY_REGION`). */
   readonly address: bigint;
   readonly size: number;
-  /** munmap; idempotent. The buffer is detached first so JS can never touch unmapped memory. */
+  /**
+   * munmap; idempotent. The buffer is detached first so JS can never touch unmapped memory.
+   * Never closed, the memory is unmapped once both the Mapping and its buffer are collected.
+   */
   close(): void;
 }
 
@@ -95,11 +101,21 @@ export interface VcpuRunner {
   readonly kvmRun: ArrayBuffer;
   /** Opaque id of the thread that constructed this runner, for `threadKick`. */
   readonly threadId: bigint;
-  /** munmap kvm_run and unregister the thread; idempotent. Does not close the vCPU fd. */
+  /**
+   * Detach `kvmRun`, munmap kvm_run and unregister the thread; idempotent. Does not close the
+   * vCPU fd. If never called, the thread is unregistered when the runner is collected or its
+   * worker ends, and kvm_run is unmapped once the runner and `kvmRun` are both collected.
+   */
   close(): void;
 }
 
-/** Readiness watcher on the libuv loop of the calling thread (uv_poll). */
+/**
+ * Readiness watcher on the libuv loop of the calling thread (uv_poll). One per fd and thread
+ * (a second throws EEXIST), and it must be closed before its fd (`close(fd)` throws EBUSY
+ * meanwhile: libuv aborts the process if a polled fd disappears). While started it keeps
+ * itself alive like a Node handle; a stopped, unreachable one is collected and closed. A
+ * callback that throws raises `uncaughtException`.
+ */
 export interface FdWatcher {
   /** Start or change the watched events (`POLL_READABLE | POLL_WRITABLE`). */
   start(events: number): void;
@@ -197,7 +213,7 @@ export interface Native {
   eventfdWrite(fd: number, value: bigint): void;
   /** Returns the counter, or null when it is zero (EAGAIN). */
   eventfdRead(fd: number): bigint | null;
-  /** close(2); throws on EBADF. */
+  /** close(2); throws on EBADF, and EBUSY while an FdWatcher is open on the fd. */
   close(fd: number): void;
   /** pipe2(O_CLOEXEC|O_NONBLOCK): [readFd, writeFd]. */
   pipe(): [number, number];
@@ -216,7 +232,7 @@ export interface Native {
   POLL_DISCONNECT: number;
 
   // --- Unix sockets --------------------------------------------------------------------------
-  /** socket(AF_UNIX, type|SOCK_CLOEXEC|SOCK_NONBLOCK) + bind(path) + listen(backlog). */
+  /** socket(AF_UNIX, type|SOCK_CLOEXEC|SOCK_NONBLOCK) + bind(path) + listen(backlog) (no listen for SOCK_DGRAM). */
   unixListen(path: string, type: number, backlog: number): number;
   /** accept4(SOCK_CLOEXEC|SOCK_NONBLOCK); null on EAGAIN. */
   unixAccept(fd: number): number | null;
@@ -226,7 +242,12 @@ export interface Native {
   unixPair(type: number): [number, number];
   /** sendmsg with SCM_RIGHTS when fds is non-empty, flags MSG_NOSIGNAL|MSG_DONTWAIT; -1 on EAGAIN. */
   sendmsg(fd: number, data: Uint8Array, fds: number[]): number;
-  /** recvmsg with MSG_CMSG_CLOEXEC|MSG_DONTWAIT (never read(2)); null on EAGAIN. */
+  /**
+   * recvmsg with MSG_CMSG_CLOEXEC|MSG_DONTWAIT (never read(2)); null on EAGAIN. `fds` holds every
+   * fd received, possibly more than maxFds (the kernel fills the control buffer's padding).
+   * On SOCK_SEQPACKET an empty `data` is either an empty datagram or EOF: tell them apart with
+   * POLL_DISCONNECT or a follow-up read.
+   */
   recvmsg(fd: number, maxLength: number, maxFds: number): RecvResult | null;
   /** SO_PEERCRED */
   peerCred(fd: number): PeerCred;

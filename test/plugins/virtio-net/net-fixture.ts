@@ -15,7 +15,7 @@ export function ip(...args: string[]): string {
 }
 
 export function createNamespace(): void {
-  try { ip('netns', 'del', NS); } catch { /* not there */ }
+  try { execFileSync('ip', ['netns', 'del', NS], { stdio: 'ignore' }); } catch { /* not there */ }
   ip('netns', 'add', NS);
   ip('-n', NS, 'link', 'set', 'lo', 'up');
 }
@@ -30,12 +30,36 @@ export function deleteNamespace(): void {
   try { ip('netns', 'del', NS); } catch { /* already gone */ }
 }
 
-/** `ping` inside the namespace; resolves with its exit code. */
-export function pingFromNamespace(target: string, count = 1, timeoutS = 5): Promise<number> {
+/** Python inside the namespace (this host has no ping); resolves with its exit code and output. */
+export function pythonInNamespace(script: string): Promise<{ code: number; output: string }> {
   return new Promise((resolve) => {
-    const p = spawn('ip', ['netns', 'exec', NS, 'ping', '-n', '-c', String(count), '-W', String(timeoutS), target], { stdio: 'ignore' });
-    p.on('exit', (code) => resolve(code ?? -1));
+    const p = spawn('ip', ['netns', 'exec', NS, 'python3', '-c', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    p.stdout.on('data', (d) => { output += d; });
+    p.stderr.on('data', (d) => { output += d; });
+    p.on('exit', (code) => resolve({ code: code ?? -1, output }));
   });
+}
+
+/** A UDP request from the namespace that expects the same payload back (an echo). */
+export function udpEchoFromNamespace(target: string, port: number, payload: string, timeoutS = 5): Promise<{ code: number; output: string }> {
+  return pythonInNamespace([
+    'import socket, sys',
+    's = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)',
+    `s.settimeout(${timeoutS})`,
+    `s.sendto(b'${payload}', ('${target}', ${port}))`,
+    'data, peer = s.recvfrom(2048)',
+    `sys.exit(0 if data == b'${payload}' else 2)`,
+  ].join('\n'));
+}
+
+/** A burst of UDP datagrams "seq000".."seqNNN" from the namespace. */
+export function udpBurstFromNamespace(target: string, port: number, count: number): Promise<{ code: number; output: string }> {
+  return pythonInNamespace([
+    'import socket',
+    's = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)',
+    `for i in range(${count}): s.sendto(b'seq%03d' % i, ('${target}', ${port}))`,
+  ].join('\n'));
 }
 
 export const ipBytes = (s: string): number[] => s.split('.').map(Number);
@@ -71,10 +95,28 @@ export function icmpEcho(srcMac: Uint8Array, dstMac: Uint8Array, srcIp: string, 
   return Uint8Array.from([...dstMac, ...srcMac, 0x08, 0x00, ...ipHdr, ...icmp]);
 }
 
+/** An IPv4/UDP frame (UDP checksum 0: optional over IPv4, RFC 768). */
+export function udpFrame(srcMac: Uint8Array, dstMac: Uint8Array, srcIp: string, dstIp: string, srcPort: number, dstPort: number, payload: Uint8Array): Uint8Array {
+  const udp = new Uint8Array(8 + payload.length);
+  udp[0] = srcPort >> 8; udp[1] = srcPort & 0xff; udp[2] = dstPort >> 8; udp[3] = dstPort & 0xff;
+  udp[4] = udp.length >> 8; udp[5] = udp.length & 0xff;
+  udp.set(payload, 8);
+  const ipHdr = Uint8Array.from([0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, ...ipBytes(srcIp), ...ipBytes(dstIp)]);
+  const total = 20 + udp.length;
+  ipHdr[2] = total >> 8; ipHdr[3] = total & 0xff;
+  const ic = checksum(ipHdr);
+  ipHdr[10] = ic >> 8; ipHdr[11] = ic & 0xff;
+  return Uint8Array.from([...dstMac, ...srcMac, 0x08, 0x00, ...ipHdr, ...udp]);
+}
+
 export interface Parsed {
   dst: number[]; src: number[]; type: number;
   arp?: { op: number; senderMac: number[]; senderIp: string; targetIp: string };
-  ipv4?: { proto: number; src: string; dst: string; icmp?: { type: number; id: number; seq: number; payload: Uint8Array } };
+  ipv4?: {
+    proto: number; src: string; dst: string;
+    icmp?: { type: number; id: number; seq: number; payload: Uint8Array };
+    udp?: { srcPort: number; dstPort: number; payload: Uint8Array };
+  };
 }
 
 export function parseFrame(f: Uint8Array): Parsed {
@@ -89,6 +131,9 @@ export function parseFrame(f: Uint8Array): Parsed {
     if (out.ipv4.proto === 1) {
       const i = f.subarray(14 + ihl, 14 + total);
       out.ipv4.icmp = { type: i[0], id: (i[4] << 8) | i[5], seq: (i[6] << 8) | i[7], payload: i.slice(8) };
+    } else if (out.ipv4.proto === 17) {
+      const u = f.subarray(14 + ihl, 14 + total);
+      out.ipv4.udp = { srcPort: (u[0] << 8) | u[1], dstPort: (u[2] << 8) | u[3], payload: u.slice(8, (u[4] << 8) | u[5]) };
     }
   }
   return out;
