@@ -434,3 +434,27 @@ export interface Vmm {
    */
   addVirtioDevice(device: VirtioDevice, options: VirtioDeviceOptions): VirtioDeviceInfo;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Guest shared memory: host fds mapped into guest-physical space at run time (virtio-wl shm)
+
+/** One fd mapped into the guest-physical window above RAM (core/memory/shm-window.ts). */
+export interface GuestShmMapping {
+  /** Guest-physical address of the first byte (page-aligned; pfn = gpa >> 12). */
+  readonly gpa: number;
+  /** Bytes mapped (the requested size rounded up to a page). */
+  readonly size: number;
+  /** The host's view of the same pages; valid until `unmap`. */
+  readonly view: Uint8Array;
+  /** Remove the memory from the guest and unmap it on the host; idempotent. */
+  unmap(): void;
+}
+
+export interface Vmm {
+  /**
+   * Map `size` bytes of `fd` (a memfd or other mmap-able file, opened read-write) into guest-physical
+   * space above RAM (from `createDevices` on). The fd stays the caller's. Throws ERR_SHM_WINDOW_FULL
+   * when the window or the KVM slots are exhausted, or the mmap error (EACCES, EPERM for a sealed fd).
+   */
+  mapGuestShm(fd: number, size: number): GuestShmMapping;
+}

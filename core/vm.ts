@@ -29,6 +29,7 @@ import { ConfigError, KernelLoadError, KvmError, PluginError, VmmError } from '.
 import { createHooks, trackCurrentTap } from './hooks';
 import { IrqAllocator } from './irq/interrupts';
 import { GuestMemory } from './memory/guest-memory';
+import { ShmWindow, type GuestShmMapping } from './memory/shm-window';
 import type { LoadedPlugin } from './plugins/loader';
 import { maskCpuid } from './vcpu/cpuid';
 import type { VcpuEvent, WorkerDeviceSpec } from './vcpu/protocol';
@@ -139,6 +140,17 @@ export class Vm implements Vmm {
     this.requireVm('add a virtio device');
     return addVirtioMmioDevice(this, this.vmFd, device, options);
   }
+
+  // --- guest shared memory (core/memory/shm-window.ts) -----------------------------------------
+  private shmWindow: ShmWindow | undefined;
+
+  /** Map `size` bytes of `fd` into the guest-physical window above RAM (one KVM slot each). */
+  mapGuestShm(fd: number, size: number): GuestShmMapping {
+    this.requireVm('map shared memory into the guest');
+    this.shmWindow ??= ShmWindow.aboveRam(this.vmFd, this.regionSpecs);
+    return this.shmWindow.map(fd, size);
+  }
+  // ---------------------------------------------------------------------------------------------
 
   allocateMmio(owner: string, size: number): number {
     const length = Math.ceil(size / 0x1000) * 0x1000;
@@ -431,6 +443,8 @@ export class Vm implements Vmm {
       if (exit.reason !== 'error') Object.assign(exit, errorExit(new PluginError(`${this.tap.current() ?? 'a plugin'} failed during shutdown: ${messageOf(error)}`)));
     }
     for (const e of [...this.ioEvents]) e.dispose();
+    this.shmWindow?.closeAll(); // guest shared memory a plugin left mapped
+    this.shmWindow = undefined;
     for (const m of this.mappings) m.close();
     this.mappings = [];
     for (const fd of [...this.vcpuFds, this.memFd, this.vmFd, this.kvmFd]) if (fd >= 0) native.close(fd);

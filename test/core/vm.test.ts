@@ -171,6 +171,8 @@ describe('lifecycle and hooks', () => {
     const threads = threadCount();
     const run = startGuest({ kernel: PROBE_GUEST, cmdline: '', cpus: 2 }, [plugin]);
     await run.waitFor('probe: start');
+    // vCPU 0 may print before vCPU 1's thread is up; the VM is running once every vCPU is.
+    while (run.vm.state === 'booting') await new Promise((r) => setTimeout(r, 5));
     expect(run.vm.state).toBe('running');
     await run.vm.pause();
     expect(run.vm.state).toBe('paused');

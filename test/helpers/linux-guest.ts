@@ -107,9 +107,15 @@ export function bootLinux(options: LinuxGuestOptions = {}): LinuxGuest {
     CLI, '--kernel', fixture.vmlinux, '--initrd', fixture.initramfs, '--memory', options.memory ?? '128M',
     '--cmdline', cmdline, ...(options.args ?? []),
   ];
-  const [command, args] = options.netns
+  const [command, args]: [string, string[]] = options.netns
     ? ['ip', ['netns', 'exec', options.netns, process.execPath, ...vmmArgs]]
     : [process.execPath, vmmArgs];
+  return spawnGuest(command, args, options.echo);
+}
+
+/** Spawns any VMM (vmm, or QEMU for comparisons) whose stdout is the guest console, and watches it. */
+export function spawnGuest(command: string, args: string[], echo?: NodeJS.WritableStream): LinuxGuest {
+  const options = { echo };
   const startedAt = performance.now();
   const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';

@@ -1,0 +1,99 @@
+/**
+ * Against a real compositor: weston's headless backend (Debian packages `weston`,
+ * `wayland-utils`). The "guest" speaks Wayland wire bytes through the device on a NEW_CTX
+ * context and reads the registry back out of RECV events.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+import { ctrlVfd, respType, sleep, startWlVm, tempDir, until, vfdNew, vfdSend, type WlVm } from './driver';
+
+const hasWeston = spawnSync('sh', ['-c', 'command -v weston'], { encoding: 'utf8' }).status === 0;
+const maybe = hasWeston ? test : test.skip;
+
+/** One Wayland message: object id, opcode, and its argument bytes. */
+interface WlMessage { object: number; opcode: number; args: Buffer }
+
+function parseMessages(stream: Buffer): { messages: WlMessage[]; rest: Buffer } {
+  const messages: WlMessage[] = [];
+  let at = 0;
+  while (stream.length - at >= 8) {
+    const object = stream.readUInt32LE(at);
+    const word = stream.readUInt32LE(at + 4);
+    const size = word >>> 16;
+    if (size < 8 || stream.length - at < size) break;
+    messages.push({ object, opcode: word & 0xffff, args: stream.subarray(at + 8, at + size) });
+    at += size;
+  }
+  return { messages, rest: stream.subarray(at) };
+}
+
+function wlString(args: Buffer, at: number): { value: string; next: number } {
+  const len = args.readUInt32LE(at);
+  const value = args.subarray(at + 4, at + 4 + len - 1).toString();
+  return { value, next: at + 4 + Math.ceil(len / 4) * 4 };
+}
+
+describe('virtio-wl with weston (headless)', () => {
+  let dir: string;
+  let weston: ChildProcess | undefined;
+  let wl: WlVm | undefined;
+
+  afterAll(async () => {
+    await wl?.stop();
+    if (weston && weston.exitCode === null) {
+      weston.kill('SIGTERM');
+      await new Promise((r) => weston!.once('exit', r));
+    }
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  maybe('get_registry + sync on a NEW_CTX context: wl_registry.global for wl_compositor and wl_shm, then wl_callback.done', async () => {
+    dir = tempDir('vmm-weston-');
+    fs.chmodSync(dir, 0o700);
+    const socket = path.join(dir, 'wl-test');
+    let log = '';
+    weston = spawn('weston', ['--backend=headless-backend.so', '--socket=wl-test', '--idle-time=0'], {
+      env: { ...process.env, XDG_RUNTIME_DIR: dir }, stdio: ['ignore', 'pipe', 'pipe'], cwd: dir,
+    });
+    weston.stdout!.on('data', (c) => { log += c; });
+    weston.stderr!.on('data', (c) => { log += c; });
+    await until(() => (fs.existsSync(socket) ? true : undefined), `weston's socket (log: ${log})`, 20000);
+    await sleep(200);
+
+    wl = await startWlVm({ sockets: { '': socket } });
+    const d = wl.driver;
+    expect(respType(await d.command(vfdNew(0x104, 1, 3)))).toBe(0x1001);
+    // wl_display@1.get_registry(new_id 2); wl_display@1.sync(new_id 3)
+    const request = Buffer.alloc(24);
+    request.writeUInt32LE(1, 0); request.writeUInt32LE((12 << 16) | 1, 4); request.writeUInt32LE(2, 8);
+    request.writeUInt32LE(1, 12); request.writeUInt32LE((12 << 16) | 0, 16); request.writeUInt32LE(3, 20);
+    expect(respType(await d.command(vfdSend(1, [], request), { replyLen: 8 }))).toBe(0x1000);
+
+    let stream: Buffer = Buffer.alloc(0);
+    const messages: WlMessage[] = [];
+    await until(() => {
+      const events = d.takeEvents();
+      if (events.length > 0) d.postIn(events.length);
+      for (const event of events) {
+        const b = Buffer.from(event);
+        if (b.readUInt32LE(0) !== 0x103) continue;
+        expect(b.readUInt32LE(8)).toBe(1);
+        const count = b.readUInt32LE(12);
+        stream = Buffer.concat([stream, b.subarray(16 + 4 * count)]);
+      }
+      const parsed = parseMessages(stream);
+      messages.push(...parsed.messages);
+      stream = parsed.rest;
+      return messages.some((m) => m.object === 3 && m.opcode === 0) ? true : undefined;
+    }, 'wl_callback.done', 10000);
+
+    const globals = messages.filter((m) => m.object === 2 && m.opcode === 0).map((m) => wlString(m.args, 4).value);
+    expect(globals).toContain('wl_compositor');
+    expect(globals).toContain('wl_shm');
+    const doneAt = messages.findIndex((m) => m.object === 3 && m.opcode === 0);
+    const lastGlobal = messages.map((m) => m.object === 2).lastIndexOf(true);
+    expect(lastGlobal).toBeLessThan(doneAt);
+    expect(respType(await d.command(ctrlVfd(0x101, 1), { replyLen: 8 }))).toBe(0x1000);
+  });
+});
