@@ -17,6 +17,7 @@ import type {
 import type { VirtioDevice, VirtioDeviceInfo, VirtioDeviceOptions } from '../plugin-api';
 import { loadKernel } from './boot';
 import { IDENTITY_MAP_ADDRESS, IOAPIC_START, MMIO_HOLE_START, TSS_ADDRESS } from './boot/layout';
+import { allOnes } from './bus/all-ones';
 import { Bus } from './bus/bus';
 import { validateConfig } from './config';
 import { ExitPortMessage, VMM_EXIT_PORT, VMM_EXIT_PORT_LENGTH } from './devices/exit-port';
@@ -514,9 +515,6 @@ function readImage(file: string, what: string): Uint8Array {
   }
 }
 
-function allOnes(size: number): AccessValue {
-  return size === 8 ? 0xffffffffffffffffn : 2 ** (size * 8) - 1;
-}
 
 export function messageOf(error: unknown): string {
   return error instanceof Error || (typeof error === 'object' && error !== null && 'message' in error)

@@ -8,6 +8,7 @@ import { parentPort, workerData } from 'worker_threads';
 import createDebug from 'debug';
 import { native } from '../../native';
 import type { AccessValue, UnhandledExit, WorkerDeviceHandler, WorkerDeviceModule } from '../../plugin-api';
+import { allOnes } from '../bus/all-ones';
 import { Bus } from '../bus/bus';
 import { GuestMemory } from '../memory/guest-memory';
 import { formatCrash } from './crash-report';
@@ -87,9 +88,6 @@ function buildBus(kind: 'pio' | 'mmio', specs: WorkerDeviceSpec[]): Bus<Handler>
   return bus;
 }
 
-function allOnes(size: number): AccessValue {
-  return size === 8 ? 0xffffffffffffffffn : 2 ** (size * 8) - 1;
-}
 
 function readValue(view: DataView, offset: number, size: number): AccessValue {
   switch (size) {
@@ -129,16 +127,19 @@ function main(): void {
     const port = run.getUint16(RUN_IO_PORT, true);
     const count = run.getUint32(RUN_IO_COUNT, true);
     const dataOffset = Number(run.getBigUint64(RUN_IO_DATA_OFFSET, true));
-    const hit = pio.find(port);
+    // findIndex allocates nothing: this runs on every exit.
+    const i = pio.findIndex(port);
+    const device = i >= 0 ? pio.deviceAt(i) : undefined;
+    const offset = i >= 0 ? port - pio.baseAt(i) : 0;
     // `rep ins/outs` arrive as one exit with `count` items side by side.
-    for (let i = 0; i < count; i++) {
-      const at = dataOffset + i * size;
+    for (let n = 0; n < count; n++) {
+      const at = dataOffset + n * size;
       if (out) {
         const value = readValue(run, at, size);
-        if (hit) hit.device.write(hit.offset, size, value);
+        if (device) device.write(offset, size, value);
         else unclaimed({ vcpu: data.vcpu, kind: 'pio', address: port, size, isWrite: true, value });
       } else {
-        const value = hit ? hit.device.read(hit.offset, size)
+        const value = device ? device.read(offset, size)
           : unclaimed({ vcpu: data.vcpu, kind: 'pio', address: port, size, isWrite: false });
         writeValue(run, at, size, value);
       }
@@ -149,13 +150,15 @@ function main(): void {
     const address = Number(run.getBigUint64(RUN_MMIO_PHYS_ADDR, true));
     const size = run.getUint32(RUN_MMIO_LEN, true);
     const isWrite = run.getUint8(RUN_MMIO_IS_WRITE) !== 0;
-    const hit = mmio.find(address);
+    const i = mmio.findIndex(address);
+    const device = i >= 0 ? mmio.deviceAt(i) : undefined;
+    const offset = i >= 0 ? address - mmio.baseAt(i) : 0;
     if (isWrite) {
       const value = readValue(run, RUN_MMIO_DATA, size);
-      if (hit) hit.device.write(hit.offset, size, value);
+      if (device) device.write(offset, size, value);
       else unclaimed({ vcpu: data.vcpu, kind: 'mmio', address, size, isWrite, value });
     } else {
-      const value = hit ? hit.device.read(hit.offset, size)
+      const value = device ? device.read(offset, size)
         : unclaimed({ vcpu: data.vcpu, kind: 'mmio', address, size, isWrite });
       writeValue(run, RUN_MMIO_DATA, size, value);
     }

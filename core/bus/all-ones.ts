@@ -1,0 +1,6 @@
+import type { AccessValue } from '../../plugin-api';
+
+/** What a read from nothing returns on a PC bus: every data line floats high. */
+export function allOnes(size: number): AccessValue {
+  return size === 8 ? 0xffffffffffffffffn : 2 ** (size * 8) - 1;
+}
