@@ -215,6 +215,8 @@ export interface Native {
   eventfdRead(fd: number): bigint | null;
   /** close(2); throws on EBADF, and EBUSY while an FdWatcher is open on the fd. */
   close(fd: number): void;
+  /** fcntl(fd, F_DUPFD_CLOEXEC, 0): a new fd (the lowest free number) for the same open file. */
+  dup(fd: number): number;
   /** pipe2(O_CLOEXEC|O_NONBLOCK): [readFd, writeFd]. */
   pipe(): [number, number];
   /** write(2) of the whole buffer or less; returns bytes written, or -1 on EAGAIN. */
@@ -232,8 +234,14 @@ export interface Native {
   POLL_DISCONNECT: number;
 
   // --- Unix sockets --------------------------------------------------------------------------
-  /** socket(AF_UNIX, type|SOCK_CLOEXEC|SOCK_NONBLOCK) + bind(path) + listen(backlog) (no listen for SOCK_DGRAM). */
-  unixListen(path: string, type: number, backlog: number): number;
+  /**
+   * socket(AF_UNIX, type|SOCK_CLOEXEC|SOCK_NONBLOCK) + bind(path) + listen(backlog) (no listen
+   * for SOCK_DGRAM). With `mode` (0 to 0o777) the socket file gets exactly that mode: fchmod of
+   * the socket before bind (so the file is born with at most `mode & ~umask`), then chmod(path)
+   * after it; the process umask is not touched. If chmod or listen fails, the file is unlinked.
+   * Without `mode` the file has 0777 & ~umask.
+   */
+  unixListen(path: string, type: number, backlog: number, mode?: number): number;
   /** accept4(SOCK_CLOEXEC|SOCK_NONBLOCK); null on EAGAIN. */
   unixAccept(fd: number): number | null;
   /** socket + connect (blocking connect, then the fd is set non-blocking). */
@@ -243,7 +251,9 @@ export interface Native {
   /** sendmsg with SCM_RIGHTS when fds is non-empty, flags MSG_NOSIGNAL|MSG_DONTWAIT; -1 on EAGAIN. */
   sendmsg(fd: number, data: Uint8Array, fds: number[]): number;
   /**
-   * recvmsg with MSG_CMSG_CLOEXEC|MSG_DONTWAIT (never read(2)); null on EAGAIN. `fds` holds every
+   * recvmsg with MSG_CMSG_CLOEXEC|MSG_DONTWAIT (never read(2)); null on EAGAIN. `data` is a
+   * Buffer of exactly the received length (received into a reused per-thread scratch buffer, so
+   * a large maxLength costs no allocation or zero-fill per call). `fds` holds every
    * fd received, possibly more than maxFds (the kernel fills the control buffer's padding).
    * On SOCK_SEQPACKET an empty `data` is either an empty datagram or EOF: tell them apart with
    * POLL_DISCONNECT or a follow-up read.
@@ -251,8 +261,8 @@ export interface Native {
   recvmsg(fd: number, maxLength: number, maxFds: number): RecvResult | null;
   /** SO_PEERCRED */
   peerCred(fd: number): PeerCred;
-  /** shutdown(fd, SHUT_RDWR) */
-  shutdown(fd: number): void;
+  /** shutdown(2): 'read' SHUT_RD, 'write' SHUT_WR, 'both' (default) SHUT_RDWR. */
+  shutdown(fd: number, how?: 'read' | 'write' | 'both'): void;
   SOCK_STREAM: number;
   SOCK_SEQPACKET: number;
   SOCK_DGRAM: number;

@@ -456,8 +456,8 @@ export class SeqpacketServer extends EventEmitter {
 
   /**
    * Bind and listen on `path`, which must not exist (callers decide what to do with a stale
-   * socket file first). The file is created with `mode`: the umask is narrowed around bind(2),
-   * so no other user can connect between bind and chmod.
+   * socket file first). The file is created with `mode` (the socket's mode is set before
+   * bind(2)), so no other user can connect between bind and chmod.
    */
   static listen(path: string, options: SeqpacketServerOptions = {}): SeqpacketServer {
     const mode = options.mode ?? 0o600;
@@ -614,27 +614,9 @@ function socketType(type: UnixSocketType): number {
 }
 
 function bindWithMode(path: string, mode: number, backlog: number): number {
-  // bind(2) creates the file with 0777 & ~umask; narrow the umask so the file is born with at
-  // most `mode`. process.umask is process-wide, but nothing else in this process creates files
-  // between these two synchronous calls (vCPU threads create none).
-  let previous: number | undefined;
-  try {
-    previous = process.umask(0o777 & ~mode);
-  } catch { /* worker threads cannot change the umask; chmod below still applies */ }
-  let fd: number;
-  try {
-    fd = native.unixListen(path, native.SOCK_SEQPACKET, backlog);
-  } finally {
-    if (previous !== undefined) process.umask(previous);
-  }
-  try {
-    fs.chmodSync(path, mode);
-  } catch (error) {
-    closeQuietly(fd);
-    unlinkQuietly(path);
-    throw error;
-  }
-  return fd;
+  // The addon sets the mode on the socket before bind(2) (so the file is never more open than
+  // `mode`) and chmods the file after it (so it is exactly `mode`, whatever the umask).
+  return native.unixListen(path, native.SOCK_SEQPACKET, backlog, mode);
 }
 
 function unlinkQuietly(path: string): void {

@@ -51,6 +51,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   fn("eventfdWrite", EventfdWrite);
   fn("eventfdRead", EventfdRead);
   fn("close", Close);
+  fn("dup", Dup);
   fn("pipe", Pipe);
   fn("write", Write);
   fn("read", Read);

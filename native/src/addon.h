@@ -53,6 +53,7 @@ Napi::Value EventfdCreate(const Napi::CallbackInfo& info);
 Napi::Value EventfdWrite(const Napi::CallbackInfo& info);
 Napi::Value EventfdRead(const Napi::CallbackInfo& info);
 Napi::Value Close(const Napi::CallbackInfo& info);
+Napi::Value Dup(const Napi::CallbackInfo& info);
 Napi::Value Pipe(const Napi::CallbackInfo& info);
 Napi::Value Write(const Napi::CallbackInfo& info);
 Napi::Value Read(const Napi::CallbackInfo& info);

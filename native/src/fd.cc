@@ -224,6 +224,11 @@ Napi::Value Close(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value Dup(const Napi::CallbackInfo& info) {
+  Args args(info, "dup(fd)");
+  return Napi::Number::New(info.Env(), Check(info.Env(), fcntl(args.Fd(0), F_DUPFD_CLOEXEC, 0), "fcntl"));
+}
+
 Napi::Value Pipe(const Napi::CallbackInfo& info) {
   Args args(info, "pipe()");
   Napi::Env env = info.Env();

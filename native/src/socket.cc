@@ -1,10 +1,14 @@
 // Unix domain sockets with fd passing (SCM_RIGHTS), for vhost-user style peers and helpers.
 #include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 #include "addon.h"
@@ -33,19 +37,72 @@ uint32_t SocketType(const Args& args, size_t i) {
   return type;
 }
 
+// recvmsg receives into this per-thread buffer and copies only what arrived into the result,
+// instead of allocating and zero-filling maxLength bytes per call. It grows to the largest
+// maxLength asked for (malloc: never zero-filled, so untouched pages cost nothing); after a
+// call it is cut back to kScratchKeep bytes, never below.
+constexpr size_t kScratchMin = 64 * 1024;
+constexpr size_t kScratchKeep = 1024 * 1024;
+
+class Scratch {
+ public:
+  ~Scratch() { std::free(data_); }
+
+  // At least `length` bytes, or null when out of memory. Contents are undefined.
+  uint8_t* Get(size_t length) {
+    if (length > size_ || data_ == nullptr) {
+      // Free first: the old contents are not needed, and peak memory stays one buffer.
+      std::free(data_);
+      size_ = 0;
+      size_t size = std::max(length, kScratchMin);
+      data_ = static_cast<uint8_t*>(std::malloc(size));
+      if (data_ != nullptr) size_ = size;
+    }
+    return data_;
+  }
+
+  void Trim() {
+    if (size_ <= kScratchKeep) return;
+    // Shrinking realloc (mremap for a large block) keeps the start; if it fails, keep it all.
+    if (void* smaller = std::realloc(data_, kScratchKeep)) {
+      data_ = static_cast<uint8_t*>(smaller);
+      size_ = kScratchKeep;
+    }
+  }
+
+ private:
+  uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+// One per thread: the main thread and each worker call recvmsg independently.
+thread_local Scratch t_scratch;
+
 }  // namespace
 
 Napi::Value UnixListen(const Napi::CallbackInfo& info) {
-  Args args(info, "unixListen(path, type, backlog)");
+  Args args(info, "unixListen(path, type, backlog, mode?)");
   std::string path = args.Str(0);
   uint32_t type = SocketType(args, 1);
   int backlog = args.Integer(info[2], "backlog", 0, INT32_MAX);
+  std::optional<mode_t> mode;
+  if (args.Has(3)) mode = args.Integer(info[3], "mode", 0, 0777);
   Napi::Env env = info.Env();
   sockaddr_un address = UnixAddress(env, path, "bind");
   UniqueFd fd(Check(env, socket(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), "socket"));
+  // bind(2) gives the file the socket inode's mode masked by the umask: set it first, so the
+  // file is never more open than `mode`, not even between bind and chmod.
+  if (mode) Check(env, fchmod(fd.Get(), *mode), "fchmod");
   Check(env, bind(fd.Get(), reinterpret_cast<sockaddr*>(&address), sizeof address), "bind");
-  // Datagram sockets have no connections to listen for; bound is all they need.
-  if (type != SOCK_DGRAM) Check(env, listen(fd.Get(), backlog), "listen");
+  try {
+    // Exactly `mode`, whatever the umask took away (the process umask is left alone).
+    if (mode) Check(env, chmod(path.c_str(), *mode), "chmod");
+    // Datagram sockets have no connections to listen for; bound is all they need.
+    if (type != SOCK_DGRAM) Check(env, listen(fd.Get(), backlog), "listen");
+  } catch (...) {
+    unlink(path.c_str());  // bind created it, so it is ours to remove
+    throw;
+  }
   return Napi::Number::New(env, fd.Release());
 }
 
@@ -124,14 +181,19 @@ Napi::Value Recvmsg(const Napi::CallbackInfo& info) {
   uint32_t max_fds = args.Integer(info[2], "maxFds", 0, kMaxFds);
   Napi::Env env = info.Env();
 
-  std::vector<uint8_t> data(max_length);
-  std::vector<uint64_t> control((CMSG_SPACE(max_fds * sizeof(int)) + 7) / 8);
-  iovec iov{data.data(), data.size()};
+  // Cut a grown scratch buffer back on every way out, the throwing ones included.
+  struct TrimOnExit {
+    ~TrimOnExit() { t_scratch.Trim(); }
+  } trim;
+  uint8_t* data = t_scratch.Get(max_length);
+  if (data == nullptr) ThrowErrno(env, "recvmsg", ENOMEM);
+  alignas(cmsghdr) uint8_t control[CMSG_SPACE(kMaxFds * sizeof(int))];
+  iovec iov{data, max_length};
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
   if (max_fds > 0) {
-    msg.msg_control = control.data();
+    msg.msg_control = control;
     msg.msg_controllen = CMSG_SPACE(max_fds * sizeof(int));
   }
   // recvmsg, never read(2): read cannot consume a zero-length SEQPACKET datagram.
@@ -152,7 +214,8 @@ Napi::Value Recvmsg(const Napi::CallbackInfo& info) {
     }
   }
   Napi::Object result = Napi::Object::New(env);
-  result.Set("data", Napi::Buffer<uint8_t>::Copy(env, data.data(), n));
+  // The one copy: exactly the received bytes, into a Buffer of their own.
+  result.Set("data", Napi::Buffer<uint8_t>::Copy(env, data, n));
   Napi::Array fd_array = Napi::Array::New(env, fds.size());
   for (uint32_t i = 0; i < fds.size(); i++) fd_array.Set(i, Napi::Number::New(env, fds[i].Get()));
   result.Set("fds", fd_array);
@@ -176,8 +239,16 @@ Napi::Value PeerCred(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Shutdown(const Napi::CallbackInfo& info) {
-  Args args(info, "shutdown(fd)");
-  Check(info.Env(), shutdown(args.Fd(0), SHUT_RDWR), "shutdown");
+  Args args(info, "shutdown(fd, how?)");
+  int fd = args.Fd(0);
+  int how = SHUT_RDWR;
+  if (args.Has(1)) {
+    std::string name = args.Str(1);
+    if (name == "read") how = SHUT_RD;
+    else if (name == "write") how = SHUT_WR;
+    else if (name != "both") args.Fail("how must be 'read', 'write' or 'both'");
+  }
+  Check(info.Env(), shutdown(fd, how), "shutdown");
   return info.Env().Undefined();
 }
 
