@@ -5,9 +5,10 @@
  *   vmm [options]            same as `vmm run [options]`
  *   vmm run [options]        boot a VM (cli/commands/run.ts)
  *   vmm ctl [options] CMD    drive a running VM through its control socket (cli/commands/ctl.ts)
+ *   vmm wl-proxy [options]   hand Wayland clients to a compositor inside a VM (cli/commands/wl-proxy.ts)
  *
  * Each subcommand lives in its own module under cli/commands/, exports `add<Name>Command(program,
- * verbose)`, and is added in createProgram(); `vmm wl-proxy …` will join them there.
+ * verbose)`, and is added in createProgram().
  *
  * Exit codes are listed in cli/exit-codes.ts. commander's usage errors (unknown flag, bad
  * choice, unexpected argument) exit 2 through exitOverride(); --help and --version exit 0.
@@ -20,6 +21,7 @@ import { Command, CommanderError } from 'commander';
 import createDebug from 'debug';
 import { addCtlCommand } from './commands/ctl';
 import { addRunCommand } from './commands/run';
+import { addWlProxyCommand } from './commands/wl-proxy';
 import { EXIT_ERROR, EXIT_OK, EXIT_USAGE, reportError } from './exit-codes';
 
 /** `-v`/`--verbose` anywhere before `--`; checked before parsing so parsing itself can log. */
@@ -56,6 +58,7 @@ export function createProgram(): Command {
   const verbose = () => Boolean(program.opts().verbose);
   const run = addRunCommand(program, verbose);
   addCtlCommand(program, verbose);
+  addWlProxyCommand(program, verbose);
 
   // `vmm --help` shows the run options too: most people only ever use the default command.
   program.addHelpText('after', () => {
