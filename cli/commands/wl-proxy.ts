@@ -64,7 +64,6 @@ export async function runWlProxy(flags: WlProxyFlags, verbose: boolean): Promise
     if (error instanceof WlProxyError && (code === 'ERR_LISTEN' || code === 'ERR_BAD_NAME')) return EXIT_USAGE;
     return EXIT_ERROR;
   }
-  process.stderr.write(`vmm wl-proxy: accepting on ${flags.listen}; notifications on ${flags.notify}\n`);
   proxy.on('connection', ({ name }: { name: string }) => {
     if (verbose) process.stderr.write(`vmm wl-proxy: new client → ${name}\n`);
   });
@@ -84,5 +83,7 @@ export async function runWlProxy(flags: WlProxyFlags, verbose: boolean): Promise
         resolve(EXIT_ERROR);
       } else resolve(EXIT_OK);
     });
+    // Only now that the signals are handled: whoever waits for this line may signal at once.
+    process.stderr.write(`vmm wl-proxy: accepting on ${flags.listen}; notifications on ${flags.notify}\n`);
   });
 }

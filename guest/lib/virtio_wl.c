@@ -12,7 +12,7 @@
 
 static struct virtio_dev wl_dev __attribute__((aligned(4096)));
 static uint8_t in_bufs[VIRTQ_SIZE][IN_BUF_SIZE] __attribute__((aligned(4096)));
-static uint8_t out_buf[4096] __attribute__((aligned(64)));
+static uint8_t out_buf[8192] __attribute__((aligned(64)));
 static uint8_t resp_buf[64] __attribute__((aligned(64)));
 static uint32_t next_vfd = 1;
 static int held = -1;	/* the in-queue buffer handed out by wl_next_event */

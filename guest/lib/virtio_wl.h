@@ -28,8 +28,8 @@
 #define VIRTIO_WL_RESP_OK		0x1000
 #define VIRTIO_WL_RESP_VFD_NEW		0x1001
 
-/* Most payload bytes in one wl_send (the rest of a page after the header). */
-#define WL_SEND_MAX			(4096 - 16)
+/* Most payload bytes in one wl_send (two pages less the header). */
+#define WL_SEND_MAX			(8192 - 16)
 
 struct wl_event {
 	uint32_t type;		/* VFD_RECV, VFD_HUP or VFD_NEW */
