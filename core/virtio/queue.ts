@@ -222,6 +222,9 @@ export class Queue implements VirtioQueue {
       const flags = this.guard(() => this.memory.readU16(this.config.availRing));
       return typeof flags === 'number' && (flags & VIRTQ_AVAIL_F_NO_INTERRUPT) === 0;
     }
+    // The used idx we just published must be visible before we read used_event, or a driver
+    // that re-armed meanwhile is never interrupted (Linux: virtio_mb() in virtqueue_kick_prepare).
+    fullBarrier();
     const usedEvent = this.guard(() => this.memory.readU16(this.usedEventAddr));
     if (usedEvent instanceof QueueError) return true;
     const now = this.nextUsed;
@@ -244,6 +247,8 @@ export class Queue implements VirtioQueue {
       else this.memory.writeU16(this.config.usedRing, 0);
     });
     if (r instanceof QueueError) return false;
+    // Publish the request before looking at avail idx again (same reason, other direction).
+    fullBarrier();
     return !this.isEmpty();
   }
 
@@ -331,6 +336,17 @@ export class Queue implements VirtioQueue {
 }
 
 /** linux/virtio_ring.h vring_need_event: notify if new_idx passed event_idx since old. */
+/**
+ * A full memory barrier between our stores to guest memory and the loads that follow. x86 may
+ * satisfy a load before an earlier store is visible to the vCPU; any Atomics read-modify-write
+ * is a locked instruction, which drains the store buffer (guest RAM itself is not a
+ * SharedArrayBuffer, so Atomics cannot be used on it directly).
+ */
+const FENCE = new Int32Array(new SharedArrayBuffer(4));
+export function fullBarrier(): void {
+  Atomics.add(FENCE, 0, 0);
+}
+
 export function vringNeedEvent(eventIdx: number, newIdx: number, oldIdx: number): boolean {
   return ((newIdx - eventIdx - 1) & 0xffff) < ((newIdx - oldIdx) & 0xffff);
 }
