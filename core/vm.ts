@@ -16,6 +16,7 @@ import type {
 } from '../plugin-api';
 import type { VirtioDevice, VirtioDeviceInfo, VirtioDeviceOptions } from '../plugin-api';
 import { loadKernel } from './boot';
+import { writeMpTable } from './boot/mptable';
 import { IDENTITY_MAP_ADDRESS, IOAPIC_START, MMIO_HOLE_START, TSS_ADDRESS } from './boot/layout';
 import { allOnes } from './bus/all-ones';
 import { Bus } from './bus/bus';
@@ -174,7 +175,10 @@ export class Vm implements Vmm {
       this.registerBuiltinDevices();
       await this.callHookAsync(() => this.hooks.createDevices.promise(this));
       const setup = this.loadKernel();
-      if (setup.format === 'vmlinux' || setup.format === 'bzimage') this.registerLinuxLegacyPorts();
+      if (setup.format === 'vmlinux' || setup.format === 'bzimage') {
+        this.registerLinuxLegacyPorts();
+        writeMpTable(this.memory, this._config.cpus);
+      }
       this.createVcpus(setup);
       await this.callHookAsync(() => this.hooks.beforeBoot.promise(this));
       await this.startVcpus();
