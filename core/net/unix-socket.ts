@@ -3,7 +3,7 @@
  * driven by the main thread's libuv loop (one `FdWatcher` per fd). Plugins use this module and
  * never import `native/`.
  *
- *   SeqpacketServer   listen on a path (created with a given mode), accept connections
+ *   UnixServer        listen on a path (created with a given mode), accept connections
  *   UnixMessageSocket a connected SOCK_SEQPACKET or SOCK_STREAM fd: messages with fds in, a
  *                     write queue with backpressure out
  *   connect()         a client connection
@@ -430,26 +430,32 @@ export class UnixMessageSocket extends EventEmitter {
 
 // -----------------------------------------------------------------------------------------------
 
-export interface SeqpacketServerOptions {
+export interface UnixServerOptions {
+  /** Default 'seqpacket'. */
+  type?: UnixSocketType;
   /** Permission bits of the socket file. Default 0o600 (only the owner may connect). */
   mode?: number;
   backlog?: number;
-  /** Options for every accepted connection (type is always 'seqpacket'). */
+  /** Options for every accepted connection (its type is the server's). */
   connection?: Omit<UnixMessageSocketOptions, 'type'>;
+  /** Emit accepted fds as they are ('fd' events) instead of wrapping them in a UnixMessageSocket. */
+  rawFds?: boolean;
 }
 
 /**
- * A listening SOCK_SEQPACKET socket on a path.
+ * A listening Unix socket (SOCK_SEQPACKET or SOCK_STREAM) on a path.
  *
  * Events:
  *   'connection' (socket: UnixMessageSocket)  a new peer (closed at once if nobody listens)
+ *   'fd'         (fd: number)                 with rawFds: a new peer's fd, owned by the listener
  *   'close'      ()
  */
-export class SeqpacketServer extends EventEmitter {
+export class UnixServer extends EventEmitter {
   readonly path: string;
   private fd: number;
   private readonly watcher: FdWatcher;
   private readonly connectionOptions: UnixMessageSocketOptions;
+  private readonly rawFds: boolean;
   private identity: { dev: number; ino: number } | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private isClosed = false;
@@ -459,11 +465,11 @@ export class SeqpacketServer extends EventEmitter {
    * socket file first). The file is created with `mode` (the socket's mode is set before
    * bind(2)), so no other user can connect between bind and chmod.
    */
-  static listen(path: string, options: SeqpacketServerOptions = {}): SeqpacketServer {
+  static listen(path: string, options: UnixServerOptions = {}): UnixServer {
     const mode = options.mode ?? 0o600;
-    const fd = bindWithMode(path, mode, options.backlog ?? VMM_LISTEN_BACKLOG);
+    const fd = bindWithMode(path, options.type ?? 'seqpacket', mode, options.backlog ?? VMM_LISTEN_BACKLOG);
     try {
-      return new SeqpacketServer(path, fd, options);
+      return new UnixServer(path, fd, options);
     } catch (error) {
       closeQuietly(fd);
       unlinkQuietly(path);
@@ -471,11 +477,12 @@ export class SeqpacketServer extends EventEmitter {
     }
   }
 
-  private constructor(path: string, fd: number, options: SeqpacketServerOptions) {
+  private constructor(path: string, fd: number, options: UnixServerOptions) {
     super();
     this.path = path;
     this.fd = fd;
-    this.connectionOptions = { ...options.connection, type: 'seqpacket' };
+    this.connectionOptions = { ...options.connection, type: options.type ?? 'seqpacket' };
+    this.rawFds = options.rawFds ?? false;
     const stat = fs.statSync(path);
     this.identity = { dev: stat.dev, ino: stat.ino };
     this.watcher = new native.FdWatcher(fd, (_events, status) => this.onReady(status));
@@ -526,6 +533,11 @@ export class SeqpacketServer extends EventEmitter {
         return;
       }
       if (fd === null) return;
+      if (this.rawFds) {
+        if (this.listenerCount('fd') === 0) closeQuietly(fd);
+        else this.emit('fd', fd);
+        continue;
+      }
       let socket: UnixMessageSocket;
       try {
         socket = new UnixMessageSocket(fd, this.connectionOptions);
@@ -613,10 +625,10 @@ function socketType(type: UnixSocketType): number {
   return type === 'stream' ? native.SOCK_STREAM : native.SOCK_SEQPACKET;
 }
 
-function bindWithMode(path: string, mode: number, backlog: number): number {
+function bindWithMode(path: string, type: UnixSocketType, mode: number, backlog: number): number {
   // The addon sets the mode on the socket before bind(2) (so the file is never more open than
   // `mode`) and chmods the file after it (so it is exactly `mode`, whatever the umask).
-  return native.unixListen(path, native.SOCK_SEQPACKET, backlog, mode);
+  return native.unixListen(path, socketType(type), backlog, mode);
 }
 
 function unlinkQuietly(path: string): void {

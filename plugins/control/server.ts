@@ -10,7 +10,7 @@ import * as fs from 'fs';
 import type { Debugger } from 'debug';
 import type { ControlContext, ControlRequest, DeviceEvent, Vmm, VmState } from '../../plugin-api';
 import {
-  SeqpacketServer, closeAll, probeSocketPath, type UnixMessage, type UnixMessageSocket,
+  UnixServer, closeAll, probeSocketPath, type UnixMessage, type UnixMessageSocket,
 } from '../../core/net/unix-socket';
 import { BUILTIN_COMMAND_NAMES, builtinCommand, type CommandOutcome, type CommandRequest } from './commands';
 import { Connection, type Reply } from './connection';
@@ -32,7 +32,7 @@ export interface ControlServerOptions {
 }
 
 export class ControlServer {
-  private listener: SeqpacketServer | undefined;
+  private listener: UnixServer | undefined;
   private readonly connections = new Set<Connection>();
   private readonly uid = process.geteuid?.() ?? -1;
   private stopRequested = false;
@@ -47,7 +47,7 @@ export class ControlServer {
     const path = this.options.socket;
     prepareSocketPath(path, this.log);
     try {
-      this.listener = SeqpacketServer.listen(path, {
+      this.listener = UnixServer.listen(path, {
         mode: CONTROL_SOCKET_MODE,
         connection: { maxMessageBytes: this.options.maxRequestBytes, maxFds: this.options.maxFds, allowHalfOpen: true },
       });

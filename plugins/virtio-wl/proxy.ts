@@ -28,9 +28,8 @@
  */
 import { EventEmitter } from 'events';
 import * as fs from 'fs';
-import { native, type FdWatcher } from '../../native';
 import { ControlClient } from '../control/client';
-import { UnixMessageSocket, closeQuietly, probeSocketPath } from '../../core/net/unix-socket';
+import { UnixMessageSocket, UnixServer, closeQuietly, probeSocketPath } from '../../core/net/unix-socket';
 
 export const DEFAULT_NAME_PREFIX = 'wl-conn-';
 /** listen(2) backlog of both listening sockets. */
@@ -58,54 +57,13 @@ export class WlProxyError extends Error {
   }
 }
 
-/** A listening stream socket on a path, with an accept callback. */
-class StreamListener {
-  private fd: number;
-  private readonly watcher: FdWatcher;
-  private closed = false;
-  private readonly identity: { dev: number; ino: number };
-
-  constructor(readonly path: string, mode: number, private readonly onAccept: (fd: number) => void, private readonly onError: (error: Error) => void) {
-    prepareSocketPath(path);
-    try {
-      this.fd = native.unixListen(path, native.SOCK_STREAM, BACKLOG, mode);
-    } catch (error) {
-      throw new WlProxyError('ERR_LISTEN', `cannot listen on ${path}: ${(error as Error).message}`, { cause: error });
-    }
-    const stat = fs.statSync(path);
-    this.identity = { dev: stat.dev, ino: stat.ino };
-    this.watcher = new native.FdWatcher(this.fd, (_events, status) => this.ready(status));
-    this.watcher.start(native.POLL_READABLE);
-  }
-
-  private ready(status: number): void {
-    if (this.closed || status < 0) return;
-    for (;;) {
-      let fd: number | null;
-      try {
-        fd = native.unixAccept(this.fd);
-      } catch (error) {
-        const code = (error as NodeJS.ErrnoException)?.code;
-        if (code === 'ECONNABORTED' || code === 'EINTR') continue;
-        this.onError(new WlProxyError('ERR_ACCEPT', `accept on ${this.path} failed: ${(error as Error).message}`, { cause: error }));
-        return;
-      }
-      if (fd === null) return;
-      this.onAccept(fd);
-      if (this.closed) return;
-    }
-  }
-
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.watcher.close();
-    closeQuietly(this.fd);
-    this.fd = -1;
-    try {
-      const stat = fs.lstatSync(this.path);
-      if (stat.dev === this.identity.dev && stat.ino === this.identity.ino) fs.unlinkSync(this.path);
-    } catch { /* already gone */ }
+/** A listening stream socket whose accepted fds arrive as 'fd' events. */
+function listenStream(path: string, mode: number): UnixServer {
+  prepareSocketPath(path);
+  try {
+    return UnixServer.listen(path, { type: 'stream', mode, backlog: BACKLOG, rawFds: true });
+  } catch (error) {
+    throw new WlProxyError('ERR_LISTEN', `cannot listen on ${path}: ${(error as Error).message}`, { cause: error });
   }
 }
 
@@ -130,7 +88,7 @@ function prepareSocketPath(path: string): void {
  */
 export class WlProxy extends EventEmitter {
   private readonly template: string;
-  private readonly servers: StreamListener[] = [];
+  private readonly servers: UnixServer[] = [];
   private readonly subscribers = new Set<UnixMessageSocket>();
   /** Names announced while nobody was subscribed. */
   private readonly backlog: string[] = [];
@@ -158,8 +116,8 @@ export class WlProxy extends EventEmitter {
       const probe = await client.request('wl', ['list'], [], { timeoutMs: ADD_TIMEOUT_MS });
       if ('error' in probe) throw new WlProxyError(probe.error.code, `the VMM at ${options.control} does not take wl commands: ${probe.error.message}`);
       const mode = options.mode ?? 0o600;
-      proxy.servers.push(new StreamListener(options.notify, mode, (fd) => proxy.subscribe(fd), (e) => proxy.emit('rejected', { error: e })));
-      proxy.servers.push(new StreamListener(options.listen, mode, (fd) => proxy.accepted(fd), (e) => proxy.emit('rejected', { error: e })));
+      proxy.servers.push(listenStream(options.notify, mode).on('fd', (fd: number) => proxy.subscribe(fd)));
+      proxy.servers.push(listenStream(options.listen, mode).on('fd', (fd: number) => proxy.accepted(fd)));
     } catch (error) {
       proxy.close();
       throw error;
