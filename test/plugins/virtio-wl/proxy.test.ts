@@ -11,7 +11,7 @@ import * as fs from 'fs';
 import * as net from 'net';
 import * as path from 'path';
 import { CLI, ROOT } from '../../helpers/guest-run';
-import { sleep, tempDir, until } from './driver';
+import { tempDir, until } from './driver';
 
 const COMPOSITOR_GUEST = path.join(ROOT, 'guest', 'build', 'wl-compositor.elf');
 const hasWaylandInfo = spawnSync('sh', ['-c', 'command -v wayland-info'], { encoding: 'utf8' }).status === 0;

@@ -3,13 +3,9 @@
  * `wayland-utils`). The "guest" speaks Wayland wire bytes through the device on a NEW_CTX
  * context and reads the registry back out of RECV events.
  */
-import { spawn, spawnSync, type ChildProcess } from 'child_process';
-import * as fs from 'fs';
-import * as path from 'path';
-import { ctrlVfd, respType, sleep, startWlVm, tempDir, until, vfdNew, vfdSend, type WlVm } from './driver';
+import { ctrlVfd, respType, startWlVm, until, vfdNew, vfdSend, type WlVm } from './driver';
+import { startHeadlessWeston, type Weston } from './weston-fixture';
 
-const hasWeston = spawnSync('sh', ['-c', 'command -v weston'], { encoding: 'utf8' }).status === 0;
-const maybe = hasWeston ? test : test.skip;
 
 /** One Wayland message: object id, opcode, and its argument bytes. */
 interface WlMessage { object: number; opcode: number; args: Buffer }
@@ -35,31 +31,17 @@ function wlString(args: Buffer, at: number): { value: string; next: number } {
 }
 
 describe('virtio-wl with weston (headless)', () => {
-  let dir: string;
-  let weston: ChildProcess | undefined;
+  let weston: Weston | undefined;
   let wl: WlVm | undefined;
 
   afterAll(async () => {
     await wl?.stop();
-    if (weston && weston.exitCode === null) {
-      weston.kill('SIGTERM');
-      await new Promise((r) => weston!.once('exit', r));
-    }
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+    await weston?.stop();
   });
 
-  maybe('get_registry + sync on a NEW_CTX context: wl_registry.global for wl_compositor and wl_shm, then wl_callback.done', async () => {
-    dir = tempDir('vmm-weston-');
-    fs.chmodSync(dir, 0o700);
-    const socket = path.join(dir, 'wl-test');
-    let log = '';
-    weston = spawn('weston', ['--backend=headless-backend.so', '--socket=wl-test', '--idle-time=0'], {
-      env: { ...process.env, XDG_RUNTIME_DIR: dir }, stdio: ['ignore', 'pipe', 'pipe'], cwd: dir,
-    });
-    weston.stdout!.on('data', (c) => { log += c; });
-    weston.stderr!.on('data', (c) => { log += c; });
-    await until(() => (fs.existsSync(socket) ? true : undefined), `weston's socket (log: ${log})`, 20000);
-    await sleep(200);
+  test('get_registry + sync on a NEW_CTX context: wl_registry.global for wl_compositor and wl_shm, then wl_callback.done', async () => {
+    weston = await startHeadlessWeston('vmm-weston-');
+    const socket = weston.socket;
 
     wl = await startWlVm({ sockets: { '': socket } });
     const d = wl.driver;
