@@ -73,3 +73,12 @@ export class PluginError extends VmmError {
     this.name = 'PluginError';
   }
 }
+
+/**
+ * The message of anything thrown. Errors from the native addon come from another realm and are
+ * not `instanceof Error` here, so this looks for a string `message` instead.
+ */
+export function messageOf(error: unknown): string {
+  const message = (error as { message?: unknown } | null)?.message;
+  return typeof message === 'string' ? message : String(error);
+}

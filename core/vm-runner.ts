@@ -12,7 +12,8 @@
 import * as os from 'os';
 import type { VmConfig, VmExit } from '../plugin-api';
 import type { LoadedPlugin } from './plugins/loader';
-import { EXIT_CODES, Vm, messageOf, type VmIo } from './vm';
+import { messageOf } from './errors';
+import { EXIT_CODES, Vm, type VmIo } from './vm';
 
 export type { VmIo };
 

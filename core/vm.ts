@@ -27,7 +27,7 @@ import { createIoEvent } from './devices/io-event';
 import { addVirtioMmioDevice } from './virtio/mmio-transport';
 import { legacyPortDevices } from './devices/legacy-ports';
 import { SerialPort } from './devices/serial/serial-port';
-import { ConfigError, KernelLoadError, KvmError, PluginError, VmmError } from './errors';
+import { ConfigError, KernelLoadError, KvmError, messageOf, PluginError, VmmError } from './errors';
 import { createHooks, trackCurrentTap } from './hooks';
 import { IrqAllocator } from './irq/interrupts';
 import { GuestMemory } from './memory/guest-memory';
@@ -519,11 +519,6 @@ function readImage(file: string, what: string): Uint8Array {
   }
 }
 
-
-export function messageOf(error: unknown): string {
-  return error instanceof Error || (typeof error === 'object' && error !== null && 'message' in error)
-    ? String((error as Error).message) : String(error);
-}
 
 function errorExit(error: unknown): VmExit {
   return { reason: 'error', exitCode: EXIT_CODES.error, message: messageOf(error) };

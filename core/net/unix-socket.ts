@@ -580,6 +580,23 @@ export function socketPair(type: UnixSocketType = 'seqpacket', options: Omit<Uni
 }
 
 /**
+ * Make `path` free for a new listener: a stale socket file (nobody listens on it) is removed.
+ * Returns what was there; 'live' and 'other' are left alone for the caller to refuse, each in its
+ * own words.
+ */
+export function claimSocketPath(path: string, type: UnixSocketType = 'seqpacket'): 'none' | 'live' | 'stale' | 'other' {
+  const found = probeSocketPath(path, type);
+  if (found === 'stale') {
+    try {
+      fs.unlinkSync(path);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    }
+  }
+  return found;
+}
+
+/**
  * What is at `path`: 'none' (nothing), 'live' (a socket someone accepts on), 'stale' (a socket
  * file nobody listens on: ECONNREFUSED), 'other' (not a socket). Probing connects and closes at
  * once; the listener sees a connection that hangs up.

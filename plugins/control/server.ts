@@ -6,11 +6,11 @@
  * `context.fds`) become the command's; every other one, including those of refused, malformed
  * or oversized requests, is closed once the reply is ready.
  */
-import * as fs from 'fs';
 import type { Debugger } from 'debug';
+import { messageOf } from '../../core/errors';
 import type { ControlContext, ControlRequest, DeviceEvent, Vmm, VmState } from '../../plugin-api';
 import {
-  UnixServer, closeAll, probeSocketPath, type UnixMessage, type UnixMessageSocket,
+  UnixServer, claimSocketPath, closeAll, type UnixMessage, type UnixMessageSocket,
 } from '../../core/net/unix-socket';
 import { BUILTIN_COMMAND_NAMES, builtinCommand, type CommandOutcome, type CommandRequest } from './commands';
 import { Connection, type Reply } from './connection';
@@ -211,28 +211,15 @@ export class ControlServer {
  * file a dead VMM left, ECONNREFUSED) is removed; a live socket or any other file is refused.
  */
 export function prepareSocketPath(path: string, log: Debugger): void {
-  let found: ReturnType<typeof probeSocketPath>;
+  let found: ReturnType<typeof claimSocketPath>;
   try {
-    found = probeSocketPath(path);
+    found = claimSocketPath(path);
   } catch (error) {
-    throw new Error(`cannot check ${path}: ${messageOf(error)}`, { cause: error });
+    throw new Error(`cannot check or replace ${path}: ${messageOf(error)}`, { cause: error });
   }
-  switch (found) {
-    case 'none':
-      return;
-    case 'stale':
-      log('replacing the stale socket %s (nobody listens on it)', path);
-      try {
-        fs.unlinkSync(path);
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`cannot remove the stale socket ${path}: ${messageOf(error)}`);
-      }
-      return;
-    case 'live':
-      throw new Error(`another VMM is listening on ${path}; stop it or choose another socket path.`);
-    case 'other':
-      throw new Error(`${path} exists and is not a socket; refusing to replace it.`);
-  }
+  if (found === 'stale') log('replaced the stale socket %s (nobody listened on it)', path);
+  if (found === 'live') throw new Error(`another VMM is listening on ${path}; stop it or choose another socket path.`);
+  if (found === 'other') throw new Error(`${path} exists and is not a socket; refusing to replace it.`);
 }
 
 /** A request the server rejects before any command runs; keeps the id to echo, when there was one. */
@@ -252,7 +239,3 @@ function codeOf(error: unknown): string {
   return typeof code === 'string' && code.startsWith('ERR_') ? code : CONTROL_ERRORS.COMMAND_FAILED;
 }
 
-function messageOf(error: unknown): string {
-  const message = (error as { message?: unknown } | null)?.message;
-  return typeof message === 'string' ? message : String(error);
-}

@@ -27,9 +27,8 @@
  * previous connection is finished. Each name still stands for exactly one connection at a time.
  */
 import { EventEmitter } from 'events';
-import * as fs from 'fs';
 import { ControlClient } from '../control/client';
-import { UnixMessageSocket, UnixServer, closeQuietly, probeSocketPath } from '../../core/net/unix-socket';
+import { UnixMessageSocket, UnixServer, claimSocketPath, closeQuietly } from '../../core/net/unix-socket';
 
 export const DEFAULT_NAME_PREFIX = 'wl-conn-';
 /** listen(2) backlog of both listening sockets. */
@@ -69,15 +68,14 @@ function listenStream(path: string, mode: number): UnixServer {
 
 /** Refuse a live or non-socket path; remove a stale socket file. */
 function prepareSocketPath(path: string): void {
-  let state: ReturnType<typeof probeSocketPath>;
+  let state: ReturnType<typeof claimSocketPath>;
   try {
-    state = probeSocketPath(path, 'stream');
+    state = claimSocketPath(path, 'stream');
   } catch (error) {
     throw new WlProxyError('ERR_LISTEN', `cannot use ${path}: ${(error as Error).message}`, { cause: error });
   }
   if (state === 'live') throw new WlProxyError('ERR_LISTEN', `${path} is in use: something is already listening there.`);
   if (state === 'other') throw new WlProxyError('ERR_LISTEN', `${path} exists and is not a socket; refusing to replace it.`);
-  if (state === 'stale') fs.rmSync(path, { force: true });
 }
 
 /**
