@@ -46,6 +46,14 @@ describe('vmm ctl against vmm run --plugin control', () => {
     runExit = exited(run);
     await eventually(() => fs.existsSync(socket) || run.exitCode !== null, 30000, 'the control socket');
     if (!fs.existsSync(socket)) throw new Error(`vmm run ended early:\n${runOutput}`);
+    // The socket is served from beforeBoot on, while the VM is still booting; the tests below
+    // talk to a running VM.
+    for (let tries = 0; ; tries++) {
+      const status = JSON.parse((await vmm(['ctl', '--socket', socket, '--json', 'status'])).stdout);
+      if (status.result?.state === 'running') break;
+      if (tries > 300 || run.exitCode !== null) throw new Error(`the VM never reached running:\n${runOutput}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
   });
 
   afterAll(async () => {
