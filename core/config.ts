@@ -18,8 +18,15 @@ const GiB = 1024 * MiB;
  * error. Suberror: 1 / emulation failure"): `lock cmpxchg16b` (cx16), `xsave`/`xrstor(s)`,
  * `clac`/`stac` (smap), `popcnt`, `movbe`, `rd/wrfsbase` (fsgsbase), `rdrand`, `rdseed`,
  * `invpcid`; smep and pcid are hidden with them because guests that see them take the same
- * unemulated paths. Measured booting Linux there (shared/notes/machine.md). `--no-cpuid-mask`
- * (`cpuidHide: []`) passes everything KVM supports.
+ * unemulated paths. Measured booting Linux there (shared/notes/machine.md).
+ *
+ * `tsc_deadline_timer` is hidden although the emulator runs it: with it Linux drives its periodic
+ * tick through the one-shot deadline timer and, after falling behind, replays every missed tick
+ * in a loop (tick_handle_periodic). Emulated kernel mode needs nearly a tick period per tick, so
+ * a burst of interrupts (a ping flood) left the guest replaying ticks for good. Without it the
+ * tick comes from a periodic timer, whose missed ticks simply coalesce.
+ *
+ * `--no-cpuid-mask` (`cpuidHide: []`) passes everything KVM supports.
  */
 export const DEFAULT_CPUID_HIDE: readonly string[] = Object.freeze([
   'cx16',
@@ -33,6 +40,7 @@ export const DEFAULT_CPUID_HIDE: readonly string[] = Object.freeze([
   'rdseed',
   'invpcid',
   'pcid',
+  'tsc_deadline_timer',
 ]);
 
 /** What a VM gets for every field nobody set: the built-in demo guest with 64 MiB and 1 vCPU. */

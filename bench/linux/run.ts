@@ -10,31 +10,23 @@
  * vmm/QEMU. On our nested CI hosts the guest kernel is emulated, so these are dominated by the
  * host; compare only figures from one run.
  */
-import { execFileSync, spawnSync } from 'child_process';
 import {
   BASE_CMDLINE, bootLinux, linuxFixture, spawnGuest, type LinuxFixture, type LinuxGuest,
 } from '../../test/helpers/linux-guest';
+import { TapNamespace } from '../../test/helpers/tap-netns';
 
-const NS = `vmmbench-${process.pid}`;
-const TAP = 'vmmt0';
 const HOST_IP = '10.200.0.1';
+const net = new TapNamespace(`vmmbench-${process.pid}`, 'vmmt0', HOST_IP);
 const GUEST_IP = '10.200.0.2';
 const NET_CMDLINE = `ip=${GUEST_IP}::${HOST_IP}:255.255.255.0::eth0:off`;
 const QEMU_CPU = 'qemu64,-kvm-steal-time,-smap,-smep,-popcnt,-movbe,-fsgsbase,-rdrand,-rdseed,-invpcid,-pcid,-xsave';
 
+/** floodPerSecond: replies per second of the flood's duration (ping -f sends as fast as replies come). */
 interface Figures { ipConfig: number; firstReply: number; rttMs: number; floodPerSecond: number; floodLoss: string }
 
-function inNs(...args: string[]): string {
-  const r = spawnSync('ip', ['netns', 'exec', NS, ...args], { encoding: 'utf8', timeout: 600_000 });
-  return `${r.stdout ?? ''}${r.stderr ?? ''}`;
-}
-
-function setUpNetns(): void {
-  execFileSync('ip', ['netns', 'add', NS]);
-  execFileSync('ip', ['-n', NS, 'link', 'set', 'lo', 'up']);
-  execFileSync('ip', ['-n', NS, 'tuntap', 'add', 'dev', TAP, 'mode', 'tap']);
-  execFileSync('ip', ['-n', NS, 'addr', 'add', `${HOST_IP}/24`, 'dev', TAP]);
-  execFileSync('ip', ['-n', NS, 'link', 'set', TAP, 'up']);
+async function ping(...args: string[]): Promise<string> {
+  const r = await net.run('ping', [...args, GUEST_IP], 600_000);
+  return r.stdout + r.stderr;
 }
 
 async function measure(name: string, guest: LinuxGuest, flood: number): Promise<Figures> {
@@ -42,37 +34,38 @@ async function measure(name: string, guest: LinuxGuest, flood: number): Promise<
     const ipConfig = await guest.waitFor(/IP-Config: Complete/);
     let firstReply = NaN;
     for (let i = 0; i < 600 && Number.isNaN(firstReply); i++) {
-      if (/1 received/.test(inNs('ping', '-c', '1', '-W', '1', GUEST_IP))) firstReply = performance.now() - guest.startedAt;
+      if (/1 received/.test(await ping('-c', '1', '-W', '1'))) firstReply = performance.now() - guest.startedAt;
     }
-    const rtt = inNs('ping', '-q', '-c', '20', '-i', '0.2', GUEST_IP);
+    const rtt = await ping('-q', '-c', '20', '-i', '0.2');
     const rttMs = Number(/= [\d.]+\/([\d.]+)\//.exec(rtt)?.[1] ?? NaN);
-    const floodOut = inNs('ping', '-q', '-f', '-c', String(flood), '-W', '2', GUEST_IP);
+    const floodOut = await ping('-q', '-f', '-c', String(flood), '-W', '2');
     const time = Number(/time (\d+)ms/.exec(floodOut)?.[1] ?? NaN);
+    const received = Number(/(\d+) received/.exec(floodOut)?.[1] ?? 0);
     const floodLoss = /([\d.]+)% packet loss/.exec(floodOut)?.[1] ?? '?';
     process.stderr.write(`${name}: ${floodOut.trim().split('\n').slice(-2).join(' | ')}\n`);
-    return { ipConfig, firstReply, rttMs, floodPerSecond: (flood / time) * 1000, floodLoss: `${floodLoss}%` };
+    return { ipConfig, firstReply, rttMs, floodPerSecond: (received / time) * 1000, floodLoss: `${floodLoss}%` };
   } finally {
     await guest.stop(10_000);
   }
 }
 
 function vmmGuest(): LinuxGuest {
-  return bootLinux({ netns: NS, args: ['--plugin', `virtio-net=${JSON.stringify({ tap: TAP })}`], cmdline: NET_CMDLINE });
+  return bootLinux({ netns: net.name, args: ['--plugin', `virtio-net=${JSON.stringify({ tap: net.tap })}`], cmdline: NET_CMDLINE });
 }
 
 function qemuGuest(fixture: LinuxFixture): LinuxGuest {
-  return spawnGuest('ip', [
-    'netns', 'exec', NS, 'qemu-system-x86_64', '-M', 'microvm,acpi=off', '-enable-kvm', '-cpu', QEMU_CPU, '-m', '128M',
+  return spawnGuest(...net.wrap('qemu-system-x86_64', [
+    '-M', 'microvm,acpi=off', '-enable-kvm', '-cpu', QEMU_CPU, '-m', '128M',
     '-nodefaults', '-no-user-config', '-nographic', '-serial', 'stdio',
-    '-netdev', `tap,id=n0,ifname=${TAP},script=no,downscript=no`, '-device', 'virtio-net-device,netdev=n0',
+    '-netdev', `tap,id=n0,ifname=${net.tap},script=no,downscript=no`, '-device', 'virtio-net-device,netdev=n0',
     '-kernel', fixture.vmlinux, '-initrd', fixture.initramfs, '-append', `${BASE_CMDLINE} ${NET_CMDLINE}`,
-  ]);
+  ]));
 }
 
 async function main(): Promise<void> {
   const flood = Number(process.argv[2] ?? 1000);
   const fixture = linuxFixture();
-  setUpNetns();
+  net.create();
   try {
     const vmm = await measure('vmm', vmmGuest(), flood);
     const qemu = await measure('qemu', qemuGuest(fixture), flood);
@@ -82,15 +75,15 @@ async function main(): Promise<void> {
     console.log(row('spawn → IP-Config: Complete', vmm.ipConfig / 1000, qemu.ipConfig / 1000, 's'));
     console.log(row('spawn → first ping reply', vmm.firstReply / 1000, qemu.firstReply / 1000, 's'));
     console.log(row('ping RTT (avg of 20)', vmm.rttMs, qemu.rttMs, 'ms', 2));
-    console.log(row(`flood ping (${flood})`, vmm.floodPerSecond, qemu.floodPerSecond, 'pkt/s'));
+    console.log(row(`flood ping (${flood}), replies`, vmm.floodPerSecond, qemu.floodPerSecond, 'pkt/s'));
     console.log(`flood loss: vmm ${vmm.floodLoss}, qemu ${qemu.floodLoss}`);
   } finally {
-    spawnSync('ip', ['netns', 'delete', NS]);
+    net.delete();
   }
 }
 
 main().catch((error) => {
   process.stderr.write(`bench/linux: ${(error as Error).message}\n`);
-  spawnSync('ip', ['netns', 'delete', NS]);
+  net.delete();
   process.exitCode = 1;
 });

@@ -25,6 +25,7 @@ export const CPUID_FEATURES: Readonly<Record<string, FeatureBit>> = Object.freez
   avx: { leaf: 1, subleaf: 0, register: 'ecx', bit: 28 },
   rdrand: { leaf: 1, subleaf: 0, register: 'ecx', bit: 30 },
   x2apic: { leaf: 1, subleaf: 0, register: 'ecx', bit: 21 },
+  tsc_deadline_timer: { leaf: 1, subleaf: 0, register: 'ecx', bit: 24 },
   // leaf 7 subleaf 0, ebx
   fsgsbase: { leaf: 7, subleaf: 0, register: 'ebx', bit: 0 },
   smep: { leaf: 7, subleaf: 0, register: 'ebx', bit: 7 },

@@ -335,7 +335,6 @@ export class Queue implements VirtioQueue {
   }
 }
 
-/** linux/virtio_ring.h vring_need_event: notify if new_idx passed event_idx since old. */
 /**
  * A full memory barrier between our stores to guest memory and the loads that follow. x86 may
  * satisfy a load before an earlier store is visible to the vCPU; any Atomics read-modify-write
@@ -347,6 +346,7 @@ export function fullBarrier(): void {
   Atomics.add(FENCE, 0, 0);
 }
 
+/** linux/virtio_ring.h vring_need_event: notify if new_idx passed event_idx since old. */
 export function vringNeedEvent(eventIdx: number, newIdx: number, oldIdx: number): boolean {
   return ((newIdx - eventIdx - 1) & 0xffff) < ((newIdx - oldIdx) & 0xffff);
 }

@@ -211,13 +211,17 @@ describe('lifecycle and hooks', () => {
 
 describe('CPUID', () => {
   const CX16 = 1 << 13;
+  const TSC_DEADLINE = 1 << 24;
   const ecxOfLeaf1 = (output: string) => Number(/probe: cpuid 0x1 = \S+ \S+ (0x[0-9a-f]+)/.exec(output)![1]);
 
   test('the default mask hides what this emulated host cannot run; an empty mask passes them', async () => {
     const masked = await runProbe('cpuid:1');
     expect(ecxOfLeaf1(masked.output) & CX16).toBe(0);
+    expect(ecxOfLeaf1(masked.output) & TSC_DEADLINE).toBe(0);
     const open = await runProbe('cpuid:1', { cpuidHide: [] });
-    // KVM reports cx16 on every x86-64 host it supports.
+    // KVM reports cx16 on every x86-64 host it supports, and the TSC deadline timer with the
+    // in-kernel LAPIC on every host that has it (ours does: /proc/cpuinfo tsc_deadline_timer).
     expect(ecxOfLeaf1(open.output) & CX16).toBe(CX16);
+    expect(ecxOfLeaf1(open.output) & TSC_DEADLINE).toBe(TSC_DEADLINE);
   });
 });

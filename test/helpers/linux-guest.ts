@@ -17,14 +17,17 @@ export const GUEST_KERNEL_SCRIPT = path.join(ROOT, 'scripts', 'guest-kernel');
 
 /**
  * What the nested KVM on our CI hosts needs to get Linux to /init (shared/notes/machine.md):
- * CPUID features it cannot emulate hidden from the kernel, xsave off, and no waiting on timers
- * whose calibration the slow emulated kernel mode would fail.
+ * CPUID features it cannot emulate hidden from the kernel, xsave off, no waiting on timers
+ * whose calibration the slow emulated kernel mode would fail, and `rodata=off`: write-protecting
+ * the kernel image rewrites its page tables page by page, 30 to 50 s of emulated kernel mode
+ * between `IP-Config` and `/init` (protection the test guest does not need).
  */
 export const HOST_QUIRK_CMDLINE = [
   'noxsave',
   'mitigations=off',
   'tsc=reliable',
   'no_timer_check',
+  'rodata=off',
   'clearcpuid=cx16,smap,smep,popcnt,movbe,fsgsbase,rdrand,rdseed,invpcid,pcid',
 ].join(' ');
 
