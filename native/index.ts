@@ -1,6 +1,7 @@
 /**
- * Typed facade over the C++ addon. Only `core/` imports this; plugins see the typed API in
- * `plugin-api.d.ts`, never raw fds or ioctls.
+ * Typed facade over the C++ addon. `core/` and the first-party plugins that own host fds (the
+ * TAP of virtio-net, the sockets and pipes of virtio-wl) import this; third-party plugins see
+ * only the typed API in `plugin-api.d.ts`.
  */
 import * as path from 'path';
 import type { Native } from './types';

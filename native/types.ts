@@ -8,7 +8,7 @@
  * call name. Usage errors carry `code` `'ERR_INVALID_ARG_TYPE'`; arity is checked too, so pass
  * functions explicitly (`fds.forEach((fd) => native.close(fd))`, not `forEach(native.close)`).
  * Native errors are not `instanceof Error` in other realms (Jest): test `code`. Policy, defaults
- * and lifecycles live in TypeScript (`core/`). Only `core/` imports this module.
+ * and lifecycles live in TypeScript (`core/`, and the first-party plugins that own host fds).
  *
  * 64-bit quantities that may exceed 2^53 (registers, host addresses, eventfd counters) are
  * `bigint`; guest-physical addresses and sizes below 2^53 are `number`.
