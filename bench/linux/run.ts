@@ -5,10 +5,10 @@
  *
  *   node dist/bench/linux/run.js [FLOOD_COUNT]      (root: network namespace + TAP; needs QEMU)
  *
- * Figures: time from spawn to `IP-Config: Complete` and to the first ping reply, ping RTT (20
- * pings), and a flood-ping rate (ping -f -c N) from a network namespace, printed with the ratio
- * vmm/QEMU. On our nested CI hosts the guest kernel is emulated, so these are dominated by the
- * host; compare only figures from one run.
+ * Figures: time from spawn to `IP-Config: Complete` and to the first ping reply, ping RTT (60
+ * pings once the guest runs /init), and the replies per second of a flood ping (ping -f -c N)
+ * from a network namespace, each with the ratio vmm/QEMU. On our nested CI hosts the guest
+ * kernel is emulated, so these are dominated by the host; compare only figures from one run.
  */
 import {
   BASE_CMDLINE, bootLinux, linuxFixture, spawnGuest, type LinuxFixture, type LinuxGuest,
@@ -22,6 +22,8 @@ const NET_CMDLINE = `ip=${GUEST_IP}::${HOST_IP}:255.255.255.0::eth0:off`;
 const QEMU_CPU = 'qemu64,-kvm-steal-time,-smap,-smep,-popcnt,-movbe,-fsgsbase,-rdrand,-rdseed,-invpcid,-pcid,-xsave';
 
 /** floodPerSecond: replies per second of the flood's duration (ping -f sends as fast as replies come). */
+const RTT_PINGS = 60;
+
 interface Figures { ipConfig: number; firstReply: number; rttMs: number; floodPerSecond: number; floodLoss: string }
 
 async function ping(...args: string[]): Promise<string> {
@@ -36,7 +38,11 @@ async function measure(name: string, guest: LinuxGuest, flood: number): Promise<
     for (let i = 0; i < 600 && Number.isNaN(firstReply); i++) {
       if (/1 received/.test(await ping('-c', '1', '-W', '1'))) firstReply = performance.now() - guest.startedAt;
     }
-    const rtt = await ping('-q', '-c', '20', '-i', '0.2');
+    // Steady state: after /init the kernel has no boot work left. The interval is no multiple of
+    // the guest's 10 ms tick, so the pings meet every phase of it (a reply that waits for the
+    // next tick takes ~10 ms longer; at -i 0.2 a run could see only one phase).
+    await guest.waitFor('Run /init as init process');
+    const rtt = await ping('-q', '-c', String(RTT_PINGS), '-i', '0.237');
     const rttMs = Number(/= [\d.]+\/([\d.]+)\//.exec(rtt)?.[1] ?? NaN);
     const floodOut = await ping('-q', '-f', '-c', String(flood), '-W', '2');
     const time = Number(/time (\d+)ms/.exec(floodOut)?.[1] ?? NaN);
@@ -74,7 +80,7 @@ async function main(): Promise<void> {
     console.log(`${'linux guest (virtio-net)'.padEnd(28)} ${'vmm'.padStart(10)} ${'qemu'.padStart(10)} ${'unit'.padEnd(6)} ${'ratio'.padStart(6)}`);
     console.log(row('spawn → IP-Config: Complete', vmm.ipConfig / 1000, qemu.ipConfig / 1000, 's'));
     console.log(row('spawn → first ping reply', vmm.firstReply / 1000, qemu.firstReply / 1000, 's'));
-    console.log(row('ping RTT (avg of 20)', vmm.rttMs, qemu.rttMs, 'ms', 2));
+    console.log(row(`ping RTT (avg of ${RTT_PINGS})`, vmm.rttMs, qemu.rttMs, 'ms', 2));
     console.log(row(`flood ping (${flood}), replies`, vmm.floodPerSecond, qemu.floodPerSecond, 'pkt/s'));
     console.log(`flood loss: vmm ${vmm.floodLoss}, qemu ${qemu.floodLoss}`);
   } finally {
