@@ -5,7 +5,7 @@
  *
  *   node dist/bench/linux/run.js [FLOOD_COUNT]      (root: network namespace + TAP; needs QEMU)
  *
- * Figures: time from spawn to `IP-Config: Complete` and to the first ping reply, ping RTT (60
+ * Figures: time from spawn to `IP-Config: Complete` and to the first ping reply, ping RTT (150
  * pings once the guest runs /init), and the replies per second of a flood ping (ping -f -c N)
  * from a network namespace, each with the ratio vmm/QEMU. On our nested CI hosts the guest
  * kernel is emulated, so these are dominated by the host; compare only figures from one run.
@@ -22,7 +22,7 @@ const NET_CMDLINE = `ip=${GUEST_IP}::${HOST_IP}:255.255.255.0::eth0:off`;
 const QEMU_CPU = 'qemu64,-kvm-steal-time,-smap,-smep,-popcnt,-movbe,-fsgsbase,-rdrand,-rdseed,-invpcid,-pcid,-xsave';
 
 /** floodPerSecond: replies per second of the flood's duration (ping -f sends as fast as replies come). */
-const RTT_PINGS = 60;
+const RTT_PINGS = 150;
 
 interface Figures { ipConfig: number; firstReply: number; rttMs: number; floodPerSecond: number; floodLoss: string }
 
@@ -42,7 +42,7 @@ async function measure(name: string, guest: LinuxGuest, flood: number): Promise<
     // the guest's 10 ms tick, so the pings meet every phase of it (a reply that waits for the
     // next tick takes ~10 ms longer; at -i 0.2 a run could see only one phase).
     await guest.waitFor('Run /init as init process');
-    const rtt = await ping('-q', '-c', String(RTT_PINGS), '-i', '0.237');
+    const rtt = await ping('-q', '-c', String(RTT_PINGS), '-i', '0.137');
     const rttMs = Number(/= [\d.]+\/([\d.]+)\//.exec(rtt)?.[1] ?? NaN);
     const floodOut = await ping('-q', '-f', '-c', String(flood), '-W', '2');
     const time = Number(/time (\d+)ms/.exec(floodOut)?.[1] ?? NaN);
