@@ -1,6 +1,6 @@
 /**
  * A real Linux kernel (scripts/guest-kernel's tiny 6.1 build) boots on vmm to `Run /init`,
- * through the CLI. On the nested, emulated KVM of our CI hosts this takes a minute or more
+ * through the CLI. On the nested, emulated KVM of our CI hosts this takes about 40 s
  * (shared/notes/machine.md), hence the long timeouts.
  */
 import { bootLinux, LINUX_BOOT_TIMEOUT_MS, linuxFixture, type LinuxGuest } from '../helpers/linux-guest';
