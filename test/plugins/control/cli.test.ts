@@ -6,7 +6,8 @@
 import { spawn, type ChildProcess } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { CLI, eventually, tempDir } from './control-fixture';
+import { CLI, tempDir } from './control-fixture';
+import { until } from '../../helpers/wait';
 
 interface Result { code: number | null; stdout: string; stderr: string }
 
@@ -44,7 +45,7 @@ describe('vmm ctl against vmm run --plugin control', () => {
     run.stdout!.on('data', (d) => { runOutput += d; });
     run.stderr!.on('data', (d) => { runOutput += d; });
     runExit = exited(run);
-    await eventually(() => fs.existsSync(socket) || run.exitCode !== null, 30000, 'the control socket');
+    await until('the control socket', () => fs.existsSync(socket) || run.exitCode !== null, 30000);
     if (!fs.existsSync(socket)) throw new Error(`vmm run ended early:\n${runOutput}`);
     // The socket is served from beforeBoot on, while the VM is still booting; the tests below
     // talk to a running VM.

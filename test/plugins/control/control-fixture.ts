@@ -13,6 +13,7 @@ import { connect, type UnixMessage, type UnixMessageSocket } from '../../../core
 import { loadPlugin, type LoadedPlugin } from '../../../core/plugins/loader';
 import { Vm } from '../../../core/vm';
 import { takeFd } from '../../../plugins/control/fds';
+import { sleep, until } from '../../helpers/wait';
 
 export const ROOT = path.join(__dirname, '..', '..', '..', '..');
 export const CLI = path.join(ROOT, 'dist', 'cli', 'vmm.js');
@@ -81,25 +82,13 @@ export async function settledFdCount(quietMs = 100): Promise<number> {
   return count;
 }
 
-export async function eventually(check: () => boolean, timeoutMs = 5000, what = 'the condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
-
 /** Waits until the process has `expected` fds open again (closing is asynchronous for the server side). */
 export async function expectFdCount(expected: number): Promise<void> {
-  await eventually(() => openFdCount() === expected, 5000, `${expected} open fds (now ${openFdCount()})`).catch(() => undefined);
+  await until(`${expected} open fds (now ${openFdCount()})`, () => openFdCount() === expected).catch(() => undefined);
   if (openFdCount() !== expected) {
     const list = fs.readdirSync('/proc/self/fd').map((fd) => { try { return `${fd}→${fs.readlinkSync(`/proc/self/fd/${fd}`)}`; } catch { return fd; } });
     throw new Error(`expected ${expected} open fds, found ${openFdCount()}: ${list.join(', ')}`);
   }
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 // --- a plugin that adds commands -----------------------------------------------------------------

@@ -5,7 +5,8 @@
 import * as fs from 'fs';
 import { ControlClient } from '../../../plugins/control/client';
 import { PROTOCOL_VERSION, type ControlEvent, type StatusResult } from '../../../plugins/control/protocol';
-import { MiB, RawClient, eventually, settledFdCount, expectFdCount, startControlVm, testPlugin, type ControlVm } from './control-fixture';
+import { MiB, RawClient, settledFdCount, expectFdCount, startControlVm, testPlugin, type ControlVm } from './control-fixture';
+import { until } from '../../helpers/wait';
 
 const plugin = testPlugin();
 
@@ -63,7 +64,7 @@ describe('control plugin: driving a running VM', () => {
     await expect(impatient.request('status')).rejects.toMatchObject({ code: 'ERR_TIMEOUT' });
     expect(await client.request('status')).toMatchObject({ result: { state: 'running' } });
     // The server finishes the command for nobody, then lets the connection go.
-    await eventually(() => plugin.state.running === 0);
+    await until('no running control command', () => plugin.state.running === 0);
   });
 
   test('a peer beyond maxConnections is refused with a clear error; the others keep working', async () => {
@@ -110,7 +111,7 @@ describe('control plugin: driving a running VM', () => {
     ]);
     // The socket file goes with the VM, and every connection is closed.
     expect(fs.existsSync(run.socket)).toBe(false);
-    await eventually(() => client.closed, 5000, 'the client to see the end');
+    await until('the client to see the end', () => client.closed, 5000);
     await expect(client.request('status')).rejects.toMatchObject({ code: 'ERR_CONNECTION_LOST' });
   });
 });

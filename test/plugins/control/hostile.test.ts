@@ -9,8 +9,9 @@ import { native } from '../../../native';
 import { ControlClient } from '../../../plugins/control/client';
 import { CONTROL_EVENT_BACKLOG_BYTES } from '../../../plugins/control/connection';
 import {
-  CLI, RawClient, eventually, expectFdCount, openFdCount, settledFdCount, sleep, startControlVm, testPlugin, type ControlVm,
+  CLI, RawClient, expectFdCount, openFdCount, settledFdCount, startControlVm, testPlugin, type ControlVm,
 } from './control-fixture';
+import { sleep, until } from '../../helpers/wait';
 
 const plugin = testPlugin();
 
@@ -131,9 +132,9 @@ describe('control plugin: hostile and broken clients', () => {
     raw.send({ command: 'slow', args: ['200'], fds: [0] }, files);
     raw.send({ command: 'status' });
     for (const fd of files) fs.closeSync(fd);
-    await eventually(() => plugin.state.running === 1);
+    await until('the slow command to be running', () => plugin.state.running === 1);
     raw.close();
-    await eventually(() => plugin.state.running === 0);
+    await until('no running control command', () => plugin.state.running === 0);
     // Another client is served normally meanwhile and after.
     expect(await exchange({ command: 'status' })).toMatchObject({ result: { state: 'running' } });
   });
@@ -172,7 +173,7 @@ describe('control plugin: hostile and broken clients', () => {
     const payload = 1024;
     const commander = await ControlClient.connect(run.socket);
     expect(await commander.request('emit', [String(count), String(payload)])).toMatchObject({ result: { emitted: count } });
-    await eventually(() => seen.length === count, 10000, 'every event at the good subscriber');
+    await until('every event at the good subscriber', () => seen.length === count, 10000);
     expect(seen).toEqual(Array.from({ length: count }, (_, i) => i));
 
     // The slow one was dropped once it was CONTROL_EVENT_BACKLOG_BYTES behind: it finds the

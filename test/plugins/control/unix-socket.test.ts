@@ -5,7 +5,8 @@
  */
 import * as fs from 'fs';
 import { socketPair, type UnixMessage, type UnixMessageSocket } from '../../../core/net/unix-socket';
-import { eventually, expectFdCount, settledFdCount, sleep } from './control-fixture';
+import { expectFdCount, settledFdCount } from './control-fixture';
+import { sleep, until } from '../../helpers/wait';
 
 function collect(socket: UnixMessageSocket): UnixMessage[] {
   const messages: UnixMessage[] = [];
@@ -28,7 +29,7 @@ describe('UnixMessageSocket', () => {
     const file = fs.openSync('/dev/null', 'r');
     a.send(Buffer.from('hello'), [file]);
     fs.closeSync(file);
-    await eventually(() => got.length === 1);
+    await until('one message', () => got.length === 1);
     expect(got[0].data.toString()).toBe('hello');
     expect(got[0].fds).toHaveLength(1);
     expect(fs.fstatSync(got[0].fds[0]).isCharacterDevice()).toBe(true);
@@ -43,7 +44,7 @@ describe('UnixMessageSocket', () => {
     const closed = new Promise<Error | undefined>((resolve) => b.on('close', resolve));
     a.send(Buffer.alloc(0));
     a.send(Buffer.from('x'));
-    await eventually(() => got.length === 2);
+    await until('two messages', () => got.length === 2);
     expect(got.map((m) => m.data.length)).toEqual([0, 1]);
     expect(b.closed).toBe(false);
     a.send(Buffer.alloc(0));
@@ -59,7 +60,7 @@ describe('UnixMessageSocket', () => {
     a.send(Buffer.alloc(32, 1));
     a.send(Buffer.from('{}'), files);
     for (const fd of files) fs.closeSync(fd);
-    await eventually(() => got.length === 2);
+    await until('two messages', () => got.length === 2);
     expect(got[0]).toMatchObject({ truncated: true, controlTruncated: false });
     expect(got[0].data).toHaveLength(16);
     expect(got[1]).toMatchObject({ truncated: false, controlTruncated: true });
@@ -79,7 +80,7 @@ describe('UnixMessageSocket', () => {
     const drained = new Promise<void>((resolve) => a.once('drain', resolve));
     b.resumeReading();
     await drained;
-    await eventually(() => got.length === sent);
+    await until('every message', () => got.length === sent);
     expect(got.map((m) => JSON.parse(m.data.toString()).n)).toEqual(Array.from({ length: sent }, (_, i) => i));
     a.close();
     b.close();
@@ -117,7 +118,7 @@ describe('UnixMessageSocket', () => {
     const big = Buffer.alloc(2 * 1024 * 1024, 7);
     let sent = false;
     a.send(big, [file], { closeFds: true, onSent: () => { sent = true; } });
-    await eventually(() => got.reduce((n, m) => n + m.data.length, 0) === big.length, 10000, 'all bytes');
+    await until('all bytes', () => got.reduce((n, m) => n + m.data.length, 0) === big.length, 10000);
     expect(sent).toBe(true);
     expect(got.flatMap((m) => m.fds)).toHaveLength(1);
     expect(got[0].fds).toHaveLength(1);

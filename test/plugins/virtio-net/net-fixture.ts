@@ -138,13 +138,3 @@ export function parseFrame(f: Uint8Array): Parsed {
   }
   return out;
 }
-
-export async function until<T>(what: string, fn: () => T | undefined | false, timeoutMs = 5000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}

@@ -17,8 +17,9 @@ import * as C from '../../../plugins/virtio-net/constants';
 import {
   arpRequest, createNamespace, deleteNamespace, GUEST_IP, HOST_IP, icmpEcho, ip, ipBytes, moveTap, NS, parseFrame, udpBurstFromNamespace,
   udpEchoFromNamespace, udpFrame,
-  type Parsed, until,
+  type Parsed,
 } from './net-fixture';
+import { until } from '../../helpers/wait';
 
 const log = createDebug('vmm:virtio-net');
 const GUEST_MAC = Uint8Array.of(0x02, 0x00, 0x00, 0xaa, 0xbb, 0xcc);

@@ -8,7 +8,8 @@ import { MMIO_HOLE_START } from '../../../core/boot/layout';
 import { VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE } from '../../../core/virtio/constants';
 import virtioNet from '../../../plugins/virtio-net/index';
 import { openFdCount, PROBE_GUEST, startGuest } from '../../helpers/guest-run';
-import { arpRequest, createNamespace, deleteNamespace, GUEST_IP, HOST_IP, moveTap, parseFrame, until } from './net-fixture';
+import { arpRequest, createNamespace, deleteNamespace, GUEST_IP, HOST_IP, moveTap, parseFrame } from './net-fixture';
+import { until } from '../../helpers/wait';
 
 const B = MMIO_HOLE_START; // the first virtio device gets the first MMIO window
 const RX = { desc: 0x800000, avail: 0x801000, used: 0x802000 };

@@ -13,8 +13,9 @@ import { CLI } from '../../helpers/guest-run';
 import { parseOptions } from '../../../plugins/virtio-wl/index';
 import { WlSocketRegistry } from '../../../plugins/virtio-wl/sockets';
 import {
-  ctrlVfd, HostConn, HostListener, respType, startWlVm, tempDir, until, vfdNew, vfdSend, type WlVm,
+  ctrlVfd, HostConn, HostListener, respType, startWlVm, tempDir, vfdNew, vfdSend, type WlVm,
 } from './driver';
+import { until } from '../../helpers/wait';
 
 const RESP_VFD_NEW = 0x1001, OK = 0x1000, ERR = 0x1100, NAMED = 0x10a, CLOSE = 0x101;
 
@@ -73,13 +74,13 @@ describe('wl control commands', () => {
     expect(respType(await d.command(vfdNew(NAMED, 2, 3, 0, 'wl-conn-0')))).toBe(ERR);
     // The guest closes the context: the host side sees the end, and the name is free again.
     expect(respType(await d.command(ctrlVfd(CLOSE, 1), { replyLen: 8 }))).toBe(OK);
-    await until(() => (peer0.eof() ? true : undefined), 'EOF on the accepted connection');
+    await until('EOF on the accepted connection', () => peer0.eof());
     peer0.close();
     expect(((await ok('wl', ['list'])).sockets as { name: string }[]).map((s) => s.name)).toEqual(['', 'wl-conn-1']);
     // wl remove closes an unused fd: its peer sees the end; the name no longer opens.
     expect(await ok('wl', ['remove', 'wl-conn-1'])).toEqual({ removed: 'wl-conn-1' });
     const peer1 = new HostConn(mine1);
-    await until(() => (peer1.eof() ? true : undefined), 'EOF after wl remove');
+    await until('EOF after wl remove', () => peer1.eof());
     peer1.close();
     expect(respType(await d.command(vfdNew(NAMED, 2, 3, 0, 'wl-conn-1')))).toBe(ERR);
   });

@@ -6,9 +6,9 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { native } from '../../../native';
 import {
-  ctrlVfd, HostConn, HostListener, hex, MiB, openFdCount, respType, sleep, startWlVm, tempDir, until, vfdNew, vfdSend,
-  type WlVm,
+  ctrlVfd, HostConn, HostListener, hex, MiB, openFdCount, respType, startWlVm, tempDir, vfdNew, vfdSend, type WlVm,
 } from './driver';
+import { sleep, until } from '../../helpers/wait';
 
 const OK = 0x1000, RESP_VFD_NEW = 0x1001, ERR = 0x1100, INVALID_ID = 0x1102, INVALID_TYPE = 0x1103, INVALID_FLAGS = 0x1104, INVALID_CMD = 0x1105;
 const NEW = 0x100, CLOSE = 0x101, RECV = 0x103, NEW_CTX = 0x104, NEW_PIPE = 0x105, NEW_DMABUF = 0x107, DMABUF_SYNC = 0x108, FOREIGN = 0x109, NAMED = 0x10a;
@@ -85,7 +85,7 @@ describe('virtio-wl device', () => {
     const closeReply = await wl.driver.command(ctrlVfd(CLOSE, 1), { replyLen: 8 });
     expect(closeReply.len).toBe(4);
     expect(hex(closeReply.buffer)).toBe('00100000 aaaaaaaa');
-    await until(() => (host.eof() ? true : undefined), 'EOF on the host side');
+    await until('EOF on the host side', () => host.eof());
     host.close();
   });
 
@@ -305,8 +305,8 @@ describe('virtio-wl device', () => {
     const got = await host.recv(big.length, 20000);
     expect(got.data.length).toBe(big.length);
     expect(got.data.every((b) => b === 0x5a)).toBe(true);
-    expect(await until(() => wl.driver.usedLen(head), 'the SEND reply')).toBe(4);
-    expect(await until(() => wl.driver.usedLen(next.head), 'the NEW_PIPE reply')).toBe(32);
+    expect(await until('the SEND reply', () => wl.driver.usedLen(head))).toBe(4);
+    expect(await until('the NEW_PIPE reply', () => wl.driver.usedLen(next.head))).toBe(32);
     for (const id of [51, 50]) expect(respType(await wl.driver.command(ctrlVfd(CLOSE, id), { replyLen: 8 }))).toBe(OK);
     host.close();
   });
@@ -358,10 +358,10 @@ describe('virtio-wl device', () => {
     expect((await d.command(ctrlVfd(CLOSE, 999), { replyLen: 0 })).len).toBe(0);
     // descriptors outside guest memory: the chain comes back with length 0, the device goes on
     const bad = d.submit(new Uint8Array(0), { raw: [{ addr: 0x7000_0000_0000, len: 64, write: false }, { addr: 0x10_0000_0000, len: 8, write: true }] });
-    expect(await until(() => d.usedLen(bad.head), 'the bad chain')).toBe(0);
+    expect(await until('the bad chain', () => d.usedLen(bad.head))).toBe(0);
     // a chain with only a writable part
     const noRead = d.submit(new Uint8Array(0), { raw: [{ addr: d.alloc(8), len: 8, write: true }] });
-    expect(await until(() => d.usedLen(noRead.head), 'the write-only chain')).toBe(4);
+    expect(await until('the write-only chain', () => d.usedLen(noRead.head))).toBe(4);
     expect(await cmd(ctrlVfd(CLOSE, 70), 8)).toBe(OK);
     // still alive
     expect(await cmd(vfdNew(NEW_PIPE, 73, 2))).toBe(RESP_VFD_NEW);
@@ -372,7 +372,7 @@ describe('virtio-wl device', () => {
   test('legacy mode (TRANS_FLAGS not acked): contexts are CONTROL, VFD_NEW takes WRITE|MAP; re-activation forgets every VFD', async () => {
     const host = await openContext(80);
     wl.driver.activate(0n);
-    await until(() => (host.eof() ? true : undefined), 'the old context to close on re-activation');
+    await until('the old context to close on re-activation', () => host.eof());
     host.close();
     const ctx = await wl.driver.command(vfdNew(NEW_CTX, 80, 0));
     expect(le32(ctx.bytes, 12)).toBe(4);
@@ -387,7 +387,7 @@ describe('virtio-wl device', () => {
     const [announce] = await wl.driver.events(2);
     expect(le32(announce, 12)).toBe(3); // WRITE|MAP
     wl.device.reset();
-    await until(() => (h2.eof() ? true : undefined), 'the context to close on reset');
+    await until('the context to close on reset', () => h2.eof());
     h2.close();
     expect(wl.device.vfdCount).toBe(0);
     wl.driver.activate();
@@ -419,7 +419,7 @@ describe('virtio-wl fd accounting', () => {
     expect(respType(await d.command(ctrlVfd(CLOSE, 2), { replyLen: 8 }))).toBe(OK);
     expect(respType(await d.command(ctrlVfd(CLOSE, 0x40000000), { replyLen: 8 }))).toBe(OK);
     await wl.stop();
-    await until(() => (host.eof() ? true : undefined), 'the context to close when the VM stops');
+    await until('the context to close when the VM stops', () => host.eof());
     host.close();
     await sleep(50);
     expect(openFdCount()).toBe(before);

@@ -20,24 +20,13 @@ import type { WlDevice } from '../../../plugins/virtio-wl/device';
 import type { WlSocketRegistry } from '../../../plugins/virtio-wl/sockets';
 import { VIRTIO_WL_F_TRANS_FLAGS } from '../../../plugins/virtio-wl/constants';
 import { PROBE_GUEST, startGuest, type GuestRun } from '../../helpers/guest-run';
+import { until } from '../../helpers/wait';
 
 export const MiB = 1024 * 1024;
 export const u32 = (n: number): number[] => [n & 0xff, (n >>> 8) & 0xff, (n >>> 16) & 0xff, (n >>> 24) & 0xff];
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export function hex(bytes: Uint8Array): string {
   return Buffer.from(bytes).toString('hex').replace(/(.{8})/g, '$1 ').trim();
-}
-
-/** Poll `fn` until it returns something other than undefined. */
-export async function until<T>(fn: () => T | undefined, what: string, timeoutMs = 5000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(2);
-  }
 }
 
 /** One split ring's layout in guest memory, written as a driver would. */
@@ -164,7 +153,7 @@ export class WlDriver {
   /** Wait for `count` events (re-posting nothing). */
   async events(count: number, timeoutMs = 5000): Promise<Uint8Array[]> {
     const got: Uint8Array[] = [];
-    await until(() => { got.push(...this.takeEvents()); return got.length >= count ? true : undefined; }, `${count} in-queue events (got ${got.length})`, timeoutMs);
+    await until(`${count} in-queue events (got ${got.length})`, () => { got.push(...this.takeEvents()); return got.length >= count; }, timeoutMs);
     return got;
   }
 
@@ -207,7 +196,7 @@ export class WlDriver {
 
   async command(request: Uint8Array | number[], options: CommandOptions = {}, timeoutMs = 5000): Promise<Reply> {
     const { head, replyAt, replyLen } = this.submit(Uint8Array.from(request), options);
-    const len = await until(() => this.usedLen(head), `the reply to a ${request.length}-byte command`, timeoutMs);
+    const len = await until(`the reply to a ${request.length}-byte command`, () => this.usedLen(head), timeoutMs);
     const buffer = replyLen > 0 ? this.memory.read(replyAt, replyLen) : new Uint8Array(0);
     return { len, buffer, bytes: buffer.subarray(0, len) };
   }
@@ -288,7 +277,7 @@ export class HostListener {
   }
 
   async accept(timeoutMs = 5000): Promise<HostConn> {
-    const fd = await until(() => native.unixAccept(this.fd) ?? undefined, `a connection on ${this.path}`, timeoutMs);
+    const fd = await until(`a connection on ${this.path}`, () => native.unixAccept(this.fd), timeoutMs);
     return new HostConn(fd);
   }
 
@@ -311,7 +300,7 @@ export class HostConn {
     const chunks: Buffer[] = [];
     const fds: number[] = [];
     let have = 0;
-    await until(() => {
+    await until(`${bytes} bytes from the device`, () => {
       for (;;) {
         const r = native.recvmsg(this.fd, 65536, 64);
         if (r === null) break;
@@ -320,8 +309,8 @@ export class HostConn {
         fds.push(...r.fds);
         have += r.data.length;
       }
-      return have >= bytes ? true : undefined;
-    }, `${bytes} bytes from the device`, timeoutMs);
+      return have >= bytes;
+    }, timeoutMs);
     return { data: Buffer.concat(chunks), fds };
   }
 

@@ -11,7 +11,8 @@ import * as fs from 'fs';
 import * as net from 'net';
 import * as path from 'path';
 import { CLI, ROOT } from '../../helpers/guest-run';
-import { tempDir, until } from './driver';
+import { tempDir } from './driver';
+import { until } from '../../helpers/wait';
 
 const COMPOSITOR_GUEST = path.join(ROOT, 'guest', 'build', 'wl-compositor.elf');
 const hasWaylandInfo = spawnSync('sh', ['-c', 'command -v wayland-info'], { encoding: 'utf8' }).status === 0;
@@ -72,7 +73,7 @@ describe('vmm wl-proxy: wayland-info on the host talks to a compositor inside th
     vm = Child.vmm(['run', '--kernel', COMPOSITOR_GUEST, '--cmdline', 'clients=4',
       '--plugin', `control=${JSON.stringify({ socket: control })}`,
       '--plugin', `virtio-wl=${JSON.stringify({ sockets: { 'wl-proxy': notify } })}`]);
-    await until(() => (fs.existsSync(control) || vm.process.exitCode !== null ? true : undefined), 'the control socket', 30_000);
+    await until('the control socket', () => fs.existsSync(control) || vm.process.exitCode !== null, 30_000);
     if (!fs.existsSync(control)) throw new Error(`vmm run ended early:\n${vm.output}`);
   }, 40_000);
 
@@ -120,7 +121,7 @@ describe('vmm wl-proxy: wayland-info on the host talks to a compositor inside th
     const l = path.join(dir, 'l2');
     const n = path.join(dir, 'n2');
     const p = Child.vmm(['wl-proxy', '--socket', control, '--listen', l, '--notify', n]);
-    await until(() => (p.output.includes('accepting on') || p.process.exitCode !== null ? true : undefined), 'the proxy to start', 20_000);
+    await until('the proxy to start', () => p.output.includes('accepting on') || p.process.exitCode !== null, 20_000);
     expect(fs.existsSync(l) && fs.existsSync(n)).toBe(true);
     p.process.kill('SIGTERM');
     expect(await p.exit).toBe(0);
@@ -129,22 +130,22 @@ describe('vmm wl-proxy: wayland-info on the host talks to a compositor inside th
 
   maybe('wayland-info three times (two in sequence, one beside a held connection): each exits 0 with the guest\'s globals, each on its own wl-conn-N, used once', async () => {
     proxy = Child.vmm(['wl-proxy', '-v', '--socket', control, '--listen', listen, '--notify', notify]);
-    await until(() => (fs.existsSync(listen) || proxy!.process.exitCode !== null ? true : undefined), 'the proxy socket', 20_000);
+    await until('the proxy socket', () => fs.existsSync(listen) || proxy!.process.exitCode !== null, 20_000);
     expect(proxy.process.exitCode).toBeNull();
-    await until(() => (vm.output.includes('wl: notify open') ? true : undefined), `the guest's notification context (serial: ${vm.output})`, 30_000);
+    await until(`the guest's notification context (serial: ${vm.output})`, () => vm.output.includes('wl: notify open'), 30_000);
 
     // 1 and 2: one after the other. The guest closes each context, the VMM forgets the name,
     // and `%d` takes the lowest free number again.
     for (let i = 1; i <= 2; i++) {
       expectGlobals(await waylandInfo());
-      await until(() => (vm.count('wl: bye ') >= i ? true : undefined), `the guest to finish client ${i} (serial: ${vm.output})`, 30_000);
+      await until(`the guest to finish client ${i} (serial: ${vm.output})`, () => vm.count('wl: bye ') >= i, 30_000);
       expect(await wlList()).toEqual([{ name: 'wl-proxy', kind: 'listening', path: notify, consumed: false }]);
     }
     expect(vm.count('wl: client wl-conn-0\n')).toBe(2);
 
     // 3: a client that stays connected holds wl-conn-0 (consumed: its fd went to one context) …
     const held = net.connect(listen);
-    await until(() => (vm.count('wl: client ') >= 3 ? true : undefined), `the guest to open the held connection (serial: ${vm.output})`, 30_000);
+    await until(`the guest to open the held connection (serial: ${vm.output})`, () => vm.count('wl: client ') >= 3, 30_000);
     expect(await wlList()).toEqual([
       { name: 'wl-conn-0', kind: 'non-listening', consumed: true },
       { name: 'wl-proxy', kind: 'listening', path: notify, consumed: false },
@@ -152,7 +153,7 @@ describe('vmm wl-proxy: wayland-info on the host talks to a compositor inside th
     // … so the next client gets wl-conn-1.
     expectGlobals(await waylandInfo());
     expect(vm.output).toContain('wl: client wl-conn-1\n');
-    await until(() => (vm.output.includes('wl: bye wl-conn-1\n') ? true : undefined), `the guest to finish wl-conn-1 (serial: ${vm.output})`, 30_000);
+    await until(`the guest to finish wl-conn-1 (serial: ${vm.output})`, () => vm.output.includes('wl: bye wl-conn-1\n'), 30_000);
     expect(proxy.output).toMatch(/new client → wl-conn-0\n.*new client → wl-conn-0\n.*new client → wl-conn-0\n.*new client → wl-conn-1\n/s);
     expect(vm.output).not.toContain('wl: error');
 

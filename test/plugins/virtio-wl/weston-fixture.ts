@@ -5,7 +5,8 @@
 import { spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { sleep, tempDir, until } from './driver';
+import { tempDir } from './driver';
+import { sleep, until } from '../../helpers/wait';
 
 export interface Weston {
   /** Absolute path of weston's Wayland socket. */
@@ -35,7 +36,7 @@ export async function startHeadlessWeston(prefix: string): Promise<Weston> {
     fs.rmSync(dir, { recursive: true, force: true });
   };
   try {
-    await until(() => (fs.existsSync(socket) ? true : undefined), `weston's socket (log: ${log})`, 20000);
+    await until(`weston's socket (log: ${log})`, () => fs.existsSync(socket), 20000);
     // weston creates the socket file slightly before it accepts on it.
     await sleep(200);
   } catch (error) {

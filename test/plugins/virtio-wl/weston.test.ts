@@ -3,7 +3,8 @@
  * `wayland-utils`). The "guest" speaks Wayland wire bytes through the device on a NEW_CTX
  * context and reads the registry back out of RECV events.
  */
-import { ctrlVfd, respType, startWlVm, until, vfdNew, vfdSend, type WlVm } from './driver';
+import { ctrlVfd, respType, startWlVm, vfdNew, vfdSend, type WlVm } from './driver';
+import { until } from '../../helpers/wait';
 import { startHeadlessWeston, type Weston } from './weston-fixture';
 
 
@@ -54,7 +55,7 @@ describe('virtio-wl with weston (headless)', () => {
 
     let stream: Buffer = Buffer.alloc(0);
     const messages: WlMessage[] = [];
-    await until(() => {
+    await until('wl_callback.done', () => {
       const events = d.takeEvents();
       if (events.length > 0) d.postIn(events.length);
       for (const event of events) {
@@ -67,8 +68,8 @@ describe('virtio-wl with weston (headless)', () => {
       const parsed = parseMessages(stream);
       messages.push(...parsed.messages);
       stream = parsed.rest;
-      return messages.some((m) => m.object === 3 && m.opcode === 0) ? true : undefined;
-    }, 'wl_callback.done', 10000);
+      return messages.some((m) => m.object === 3 && m.opcode === 0);
+    }, 10000);
 
     const globals = messages.filter((m) => m.object === 2 && m.opcode === 0).map((m) => wlString(m.args, 4).value);
     expect(globals).toContain('wl_compositor');
