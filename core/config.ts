@@ -22,8 +22,9 @@ const GiB = 1024 * MiB;
  *
  * `tsc_deadline_timer` is hidden although the emulator runs it: with it Linux drives its periodic
  * tick through the one-shot deadline timer and, after falling behind, replays every missed tick
- * in a loop (tick_handle_periodic). Emulated kernel mode needs nearly a tick period per tick, so
- * a burst of interrupts (a ping flood) left the guest replaying ticks for good. Without it the
+ * in a loop (tick_handle_periodic). A tick costs about 2 ms of emulated kernel mode (half the
+ * 4 ms period at 250 Hz), so after a burst of interrupts (a ping flood) the guest was found
+ * replaying ticks for good. Without it the
  * tick comes from a periodic timer, whose missed ticks simply coalesce.
  *
  * `--no-cpuid-mask` (`cpuidHide: []`) passes everything KVM supports.

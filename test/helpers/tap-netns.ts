@@ -6,13 +6,15 @@
  * Commands run in the namespace asynchronously: a VMM child's console pipe must keep draining
  * while a long ping runs, or a guest printing to its UART would block on a full pipe.
  */
-import { execFile, execFileSync, spawnSync } from 'child_process';
+import { execFile, execFileSync, spawnSync, type ExecFileException } from 'child_process';
 
 export interface CommandResult {
-  /** Exit status, or null when the command was killed (timeout). */
+  /** Exit status, or null when it did not exit by itself (see `error`). */
   status: number | null;
   stdout: string;
   stderr: string;
+  /** Why there is no status: it could not start, was killed (timeout: `killed`), overflowed. */
+  error?: string;
 }
 
 export class TapNamespace {
@@ -40,9 +42,12 @@ export class TapNamespace {
   run(command: string, args: string[], timeoutMs = 120_000): Promise<CommandResult> {
     const [file, argv] = this.wrap(command, args);
     return new Promise((resolve) => {
-      execFile(file, argv, { encoding: 'utf8', timeout: timeoutMs, maxBuffer: 16 << 20 }, (error, stdout, stderr) => {
-        const code = (error as NodeJS.ErrnoException & { code?: unknown } | null)?.code;
-        resolve({ status: error ? (typeof code === 'number' ? code : null) : 0, stdout, stderr });
+      execFile(file, argv, { encoding: 'utf8', timeout: timeoutMs, maxBuffer: 16 << 20 }, (error: ExecFileException | null, stdout, stderr) => {
+        if (!error) return resolve({ status: 0, stdout, stderr });
+        // A non-zero exit puts the status in `code`; a spawn failure puts an errno name there.
+        const code: unknown = error.code;
+        if (typeof code === 'number' && !error.killed) return resolve({ status: code, stdout, stderr });
+        resolve({ status: null, stdout, stderr, error: `${error.message}${error.killed ? ' (killed)' : ''}${error.signal ? ` by ${error.signal}` : ''}` });
       });
     });
   }

@@ -17,3 +17,16 @@ export async function until<T>(what: string, fn: () => T | undefined | null | fa
     await sleep(intervalMs);
   }
 }
+
+/** `promise`, or a rejection naming `what` if it has not settled after `timeoutMs`. */
+export async function within<T>(what: string, promise: Promise<T>, timeoutMs: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not happen within ${timeoutMs} ms`)), timeoutMs);
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -4,14 +4,17 @@
  * (shared/notes/machine.md), hence the long timeouts.
  */
 import { bootLinux, LINUX_BOOT_TIMEOUT_MS, linuxFixture, type LinuxGuest } from '../helpers/linux-guest';
+import { within } from '../helpers/wait';
 
 jest.setTimeout(LINUX_BOOT_TIMEOUT_MS + 60_000);
 
 describe('Linux guest', () => {
   let guest: LinuxGuest | undefined;
+  let reboot: LinuxGuest | undefined;
 
   afterAll(async () => {
     await guest?.stop(5_000);
+    await reboot?.stop(5_000);
   });
 
   it('boots to Run /init and stops cleanly on SIGTERM', async () => {
@@ -34,5 +37,16 @@ describe('Linux guest', () => {
     // cli/exit-codes.ts: stopped by SIGTERM → 143.
     expect(exit).toEqual({ code: 143, signal: null });
     expect(guest.stderr()).not.toMatch(/internal error|crash/i);
+  });
+
+  it('reboots through the i8042 when it panics (panic=-1), and vmm ends with 0', async () => {
+    // No init to run: Linux panics, and panic=-1 makes it restart at once. Without ACPI it
+    // writes 0xfe to the i8042 command port, which vmm takes as a reset of the machine.
+    reboot = bootLinux({ cmdline: 'rdinit=/nonexistent init=/nonexistent' });
+    await reboot.waitFor('Kernel panic');
+    const exit = await within('the reboot after the panic', reboot.exited, 60_000);
+    expect(exit).toEqual({ code: 0, signal: null });
+    expect(reboot.output()).toMatch(/Kernel panic - not syncing: Requested init \/nonexistent failed/);
+    expect(reboot.stderr()).not.toMatch(/internal error|crash/i);
   });
 });
