@@ -24,6 +24,7 @@ export class TapNamespace {
 
   create(): void {
     spawnSync('ip', ['netns', 'delete', this.name], { stdio: 'ignore' });
+    this.deleteStale();
     execFileSync('ip', ['netns', 'add', this.name], { stdio: ['ignore', 'ignore', 'pipe'] });
     this.created = true;
     const ipIn = (...args: string[]) => execFileSync('ip', ['-n', this.name, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -52,9 +53,33 @@ export class TapNamespace {
     });
   }
 
+  /**
+   * Namespaces named like this one (PREFIX-PID) whose process is gone: left by a run that was
+   * killed before its cleanup.
+   */
+  private deleteStale(): void {
+    const own = /^(.*-)(\d+)$/.exec(this.name);
+    if (!own) return;
+    const listed = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout ?? '';
+    for (const line of listed.split('\n')) {
+      const m = /^(\S*-)(\d+)\b/.exec(line);
+      if (!m || m[1] !== own[1] || m[2] === own[2] || processAlive(Number(m[2]))) continue;
+      spawnSync('ip', ['netns', 'delete', `${m[1]}${m[2]}`], { stdio: 'ignore' });
+    }
+  }
+
   delete(): void {
     if (!this.created) return;
     this.created = false;
     spawnSync('ip', ['netns', 'delete', this.name], { stdio: 'ignore' });
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
