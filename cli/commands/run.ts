@@ -63,7 +63,7 @@ export function addRunCommand(program: Command, verbose: () => boolean): Command
       (value: string, previous: string[] | undefined) => [...(previous ?? []), value],
     )
     .option('--config <file>', 'read this config file instead of looking for vmm.config.* / .vmmrc* / package.json')
-    .option('--no-cpuid-mask', "pass all CPUID features KVM supports (default: hide those this host's KVM cannot emulate)")
+    .option('--no-cpuid-mask', "pass all CPUID features KVM supports (default: hide those the emulated KVM of our CI hosts cannot run, or runs too slowly)")
     .addOption(
       new Option('--unclaimed <policy>', 'guest access to an unclaimed port or address: stop the VM, or ignore it').choices([
         'stop',
