@@ -65,6 +65,14 @@ function setupQueue(t: ReturnType<typeof setup>, q: number, size = 16) {
   t.wr(C.VIRTIO_MMIO_QUEUE_READY, 1);
 }
 
+/** Negotiation, queue 0 and DRIVER_OK: a live device; returns its queue 0 when it activated. */
+function driverOk(t: ReturnType<typeof setup>) {
+  negotiate(t);
+  setupQueue(t, 0);
+  t.wr(C.VIRTIO_MMIO_STATUS, 0b1111);
+  return t.device.activations[0]?.queues[0];
+}
+
 describe('virtio-mmio register file', () => {
   test('identification registers', () => {
     const t = setup();
@@ -214,10 +222,7 @@ describe('device status state machine (virtio 1.2 §2.1, §3.1.1)', () => {
 
   test('reset clears driver state, resets the device and kills the old queues', () => {
     const t = setup();
-    negotiate(t);
-    setupQueue(t, 0);
-    t.wr(C.VIRTIO_MMIO_STATUS, 0b1111);
-    const q = t.device.activations[0].queues[0]!;
+    const q = driverOk(t)!;
     t.wr(C.VIRTIO_MMIO_STATUS, 0);
     expect(t.device.resets).toBe(2); // one from negotiate()'s initial reset
     expect(t.rd(C.VIRTIO_MMIO_STATUS)).toBe(0);
@@ -244,10 +249,7 @@ describe('device status state machine (virtio 1.2 §2.1, §3.1.1)', () => {
 
   test('interrupt status and acknowledge', () => {
     const t = setup();
-    negotiate(t);
-    setupQueue(t, 0);
-    t.wr(C.VIRTIO_MMIO_STATUS, 0b1111);
-    const q = t.device.activations[0].queues[0]!;
+    const q = driverOk(t)!;
     t.mock.setDesc(0, { addr: t.mock.dataStart, len: 4, flags: C.VIRTQ_DESC_F_WRITE });
     t.mock.addAvail(0);
     q.pushUsed(q.pop()!, 4);
@@ -264,9 +266,7 @@ describe('device status state machine (virtio 1.2 §2.1, §3.1.1)', () => {
 
   test('a notify written without the ioeventfd (other width or value) still reaches the device', () => {
     const t = setup();
-    negotiate(t);
-    setupQueue(t, 0);
-    t.wr(C.VIRTIO_MMIO_STATUS, 0b1111);
+    driverOk(t);
     t.wr(C.VIRTIO_MMIO_QUEUE_NOTIFY, 0);
     expect(t.device.notifies).toEqual([0, 0]);
     t.wr(C.VIRTIO_MMIO_QUEUE_NOTIFY, 7); // no such queue: logged
@@ -276,9 +276,7 @@ describe('device status state machine (virtio 1.2 §2.1, §3.1.1)', () => {
   test('a device that throws is put in NEEDS_RESET, not the VMM', () => {
     const t = setup();
     t.device.throwOnNotify = true;
-    negotiate(t);
-    setupQueue(t, 0);
-    t.wr(C.VIRTIO_MMIO_STATUS, 0b1111);
+    driverOk(t);
     expect(t.rd(C.VIRTIO_MMIO_STATUS) & 0x40).toBe(0x40);
   });
 
