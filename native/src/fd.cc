@@ -256,8 +256,14 @@ Napi::Value Read(const Napi::CallbackInfo& info) {
   Args args(info, "read(fd, maxLength)");
   int fd = args.Fd(0);
   size_t max_length = args.Integer(info[1], "maxLength", 0, INT32_MAX);
-  std::vector<uint8_t> data(max_length);
-  ssize_t n = RetryEintr([&] { return read(fd, data.data(), data.size()); });
+  // Reused per JS thread up to kScratchMax: a fresh zero-filled 64 KiB vector per call cost more
+  // than the read itself on the TAP receive path (which reads twice per frame: data, then EAGAIN).
+  constexpr size_t kScratchMax = 1 << 20;
+  thread_local std::vector<uint8_t> scratch;
+  std::vector<uint8_t> large;
+  std::vector<uint8_t>& data = max_length <= kScratchMax ? scratch : large;
+  if (data.size() < max_length) data.resize(max_length);
+  ssize_t n = RetryEintr([&] { return read(fd, data.data(), max_length); });
   if (n < 0 && errno == EAGAIN) return info.Env().Null();
   Check(info.Env(), n, "read");
   return Napi::Buffer<uint8_t>::Copy(info.Env(), data.data(), n);
