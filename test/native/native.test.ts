@@ -442,6 +442,12 @@ describe('native addon', () => {
         expect(native.read(readFd, 16)).toBeNull();
         expect(native.write(writeFd, new Uint8Array([1, 2, 3]))).toBe(3);
         expect([...native.read(readFd, 16)!]).toEqual([1, 2, 3]);
+        // A short read returns only what was read, whatever an earlier, larger read left in the
+        // reused buffer; above 1 MiB a read gets its own buffer.
+        native.write(writeFd, new Uint8Array([4, 5]));
+        expect([...native.read(readFd, 2 << 20)!]).toEqual([4, 5]);
+        native.write(writeFd, new Uint8Array([6]));
+        expect([...native.read(readFd, 16)!]).toEqual([6]);
         native.setNonBlocking(writeFd, false);
         native.setNonBlocking(writeFd, true);
         let total = 0;
