@@ -1,102 +1,173 @@
 /**
  * bench/linux: a real Linux guest (scripts/guest-kernel) on vmm with virtio-net, side by side
- * with qemu-system-x86_64 -M microvm,acpi=off on the same vmlinux and initramfs, same machine,
- * same run.
+ * with qemu-system-x86_64 -M microvm,acpi=off on the same vmlinux, initramfs and command line.
  *
- *   node dist/bench/linux/run.js [FLOOD_COUNT]      (root: network namespace + TAP; needs QEMU)
+ *   node dist/bench/linux/run.js [RTT_ROUNDS] [FLOOD_SECONDS]   (root: network namespaces + TAPs; needs QEMU)
  *
- * Figures: time from spawn to `IP-Config: Complete` and to the first ping reply, ping RTT (150
- * pings once the guest runs /init), and the replies per second of a flood ping (ping -f -c N)
- * from a network namespace, each with the ratio vmm/QEMU. On our nested CI hosts the guest
- * kernel is emulated, so these are dominated by the host; compare only figures from one run.
+ * Both guests run at once, each behind its own TAP in its own network namespace, so that both
+ * see the same host at the same time. On our nested CI hosts the guest kernel is emulated and a
+ * guest's speed drifts by tens of percent for seconds at a time (independently for each VM, and
+ * as much between two vmm guests as between vmm and QEMU), so one guest measured after the other
+ * compares two moments more than two VMMs:
+ * - boot: spawn → `IP-Config: Complete` and → first ping reply, both booting together; which VMM
+ *   starts first (and so, likely, which host core each vCPU thread gets) is drawn at random;
+ * - RTT: RTT_ROUNDS rounds, each pinging both guests once, one at a time, in random order, with
+ *   random pauses; the spread is the standard error over blocks of rounds;
+ * - flood: replies per second of `ping -f -w FLOOD_SECONDS` at one guest while the other VMM process
+ *   is stopped (SIGSTOP), so that the idle guest, whose emulated halt keeps a host core busy, takes
+ *   nothing from it. The host side has a permanent neighbour entry for the guest, so that no ARP
+ *   probe waits behind the flood (the stopped guest's entry would otherwise be stale and fail).
+ *   A deadline instead of a count: the guest answers far slower than ping -f sends,
+ *   so a count run ends with hundreds of requests still queued, and how many of those ping waits
+ *   for decides its figure.
  */
 import {
   BASE_CMDLINE, bootLinux, linuxFixture, spawnGuest, type LinuxFixture, type LinuxGuest,
 } from '../../test/helpers/linux-guest';
 import { TapNamespace } from '../../test/helpers/tap-netns';
+import { sleep } from '../../test/helpers/wait';
 
 const HOST_IP = '10.200.0.1';
 const GUEST_IP = '10.200.0.2';
-const net = new TapNamespace(`vmmbench-${process.pid}`, 'vmmt0', HOST_IP);
 const NET_CMDLINE = `ip=${GUEST_IP}::${HOST_IP}:255.255.255.0::eth0:off`;
+/** Both guests get this MAC, and each namespace a permanent neighbour entry for it. */
+const GUEST_MAC = '52:54:00:12:34:56';
 // The CPU model of shared/notes/machine.md, with what vmm's default CPUID mask hides (tsc-deadline
 // too, though qemu64 lacks it anyway).
 const QEMU_CPU = 'qemu64,-kvm-steal-time,-smap,-smep,-popcnt,-movbe,-fsgsbase,-rdrand,-rdseed,-invpcid,-pcid,-xsave,-tsc-deadline';
-const RTT_PINGS = 150;
+/** Rounds per block for the RTT spread. */
+const BLOCK = 50;
 
-interface Figures {
-  ipConfig: number;
-  firstReply: number;
-  rttMs: number;
-  /** Replies per second of the flood's duration (ping -f sends as fast as replies come). */
-  floodPerSecond: number;
-  floodLoss: string;
+interface Side {
+  name: 'vmm' | 'qemu';
+  net: TapNamespace;
+  guest?: LinuxGuest;
 }
 
-async function ping(...args: string[]): Promise<string> {
-  const r = await net.run('ping', [...args, GUEST_IP], 600_000);
+interface BootFigures { ipConfig: number; firstReply: number }
+
+
+async function ping(side: Side, ...args: string[]): Promise<string> {
+  const r = await side.net.run('ping', [...args, GUEST_IP], 600_000);
   return r.stdout + r.stderr;
 }
 
-async function measure(name: string, guest: LinuxGuest, flood: number): Promise<Figures> {
-  try {
-    const ipConfig = await guest.waitFor(/IP-Config: Complete/);
-    let firstReply = NaN;
-    for (let i = 0; i < 600 && Number.isNaN(firstReply); i++) {
-      if (/1 received/.test(await ping('-c', '1', '-W', '1'))) firstReply = performance.now() - guest.startedAt;
+/** One echo round trip in ms (ping's own timing), or null without a reply. */
+async function pingOnce(side: Side): Promise<number | null> {
+  const m = /= ([\d.]+)\//.exec(await ping(side, '-q', '-c', '1', '-W', '2'));
+  return m ? Number(m[1]) : null;
+}
+
+async function bootFigures(side: Side): Promise<BootFigures> {
+  const guest = side.guest!;
+  const ipConfig = await guest.waitFor(/IP-Config: Complete/);
+  for (let i = 0; i < 600; i++) {
+    if (/1 received/.test(await ping(side, '-c', '1', '-W', '1'))) return { ipConfig, firstReply: performance.now() - guest.startedAt };
+  }
+  throw new Error(`${side.name}: no ping reply within 600 tries after IP-Config`);
+}
+
+async function rttRounds(sides: Side[], rounds: number): Promise<Map<Side, (number | null)[]>> {
+  const rtts = new Map(sides.map((s) => [s, [] as (number | null)[]]));
+  for (let round = 0; round < rounds; round++) {
+    const order = Math.random() < 0.5 ? sides : [...sides].reverse();
+    for (const side of order) {
+      rtts.get(side)!.push(await pingOnce(side));
+      // Random pauses, so that no guest meets the pings at one phase of its 10 ms tick.
+      await sleep(30 + Math.random() * 90);
     }
-    // Steady state: after /init the kernel has no boot work left. The interval is no multiple of
-    // the guest's 10 ms tick, so the pings meet every phase of it (a reply that waits for the
-    // next tick takes ~10 ms longer; at -i 0.2 a run could see only one phase).
-    await guest.waitFor('Run /init as init process');
-    const rtt = await ping('-q', '-c', String(RTT_PINGS), '-i', '0.137');
-    const rttMs = Number(/= [\d.]+\/([\d.]+)\//.exec(rtt)?.[1] ?? NaN);
-    const floodOut = await ping('-q', '-f', '-c', String(flood), '-W', '2');
-    const time = Number(/time (\d+)ms/.exec(floodOut)?.[1] ?? NaN);
-    const received = Number(/(\d+) received/.exec(floodOut)?.[1] ?? 0);
-    const floodLoss = /([\d.]+)% packet loss/.exec(floodOut)?.[1] ?? '?';
-    process.stderr.write(`${name}: ${floodOut.trim().split('\n').slice(-2).join(' | ')}\n`);
-    return { ipConfig, firstReply, rttMs, floodPerSecond: (received / time) * 1000, floodLoss: `${floodLoss}%` };
+  }
+  return rtts;
+}
+
+/** Replies per second of a flood ping with a deadline. */
+async function flood(side: Side, others: Side[], seconds: number): Promise<number> {
+  for (const o of others) o.guest!.child.kill('SIGSTOP');
+  try {
+    const out = await ping(side, '-q', '-f', '-w', String(seconds));
+    process.stderr.write(`${side.name}: ${out.trim().split('\n').slice(-2).join(' | ')}\n`);
+    return Number(/(\d+) received/.exec(out)?.[1] ?? 0) / seconds;
   } finally {
-    await guest.stop(10_000);
+    for (const o of others) o.guest!.child.kill('SIGCONT');
   }
 }
 
-function vmmGuest(): LinuxGuest {
-  return bootLinux({ netns: net.name, args: ['--plugin', `virtio-net=${JSON.stringify({ tap: net.tap })}`], cmdline: NET_CMDLINE });
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+
+/** Ratio of the means of a and b over all rounds, and its standard error over blocks of rounds. */
+function pairedRatio(a: (number | null)[], b: (number | null)[]): { ratio: number; stderr: number } {
+  const blockRatios: number[] = [];
+  for (let at = 0; at + BLOCK <= a.length; at += BLOCK) {
+    const pa = a.slice(at, at + BLOCK).filter((x): x is number => x !== null);
+    const pb = b.slice(at, at + BLOCK).filter((x): x is number => x !== null);
+    if (pa.length && pb.length) blockRatios.push(mean(pa) / mean(pb));
+  }
+  const all = (xs: (number | null)[]) => xs.filter((x): x is number => x !== null);
+  const m = mean(blockRatios);
+  const sd = Math.sqrt(blockRatios.reduce((s, r) => s + (r - m) ** 2, 0) / Math.max(1, blockRatios.length - 1));
+  return { ratio: mean(all(a)) / mean(all(b)), stderr: sd / Math.sqrt(blockRatios.length) };
 }
 
-function qemuGuest(fixture: LinuxFixture): LinuxGuest {
-  return spawnGuest(...net.wrap('qemu-system-x86_64', [
+function startVmm(side: Side): LinuxGuest {
+  return bootLinux({ netns: side.net.name, args: ['--plugin', `virtio-net=${JSON.stringify({ tap: side.net.tap, mac: GUEST_MAC })}`], cmdline: NET_CMDLINE });
+}
+
+function startQemu(side: Side, fixture: LinuxFixture): LinuxGuest {
+  return spawnGuest(...side.net.wrap('qemu-system-x86_64', [
     '-M', 'microvm,acpi=off', '-enable-kvm', '-cpu', QEMU_CPU, '-m', '128M',
     '-nodefaults', '-no-user-config', '-nographic', '-serial', 'stdio',
-    '-netdev', `tap,id=n0,ifname=${net.tap},script=no,downscript=no`, '-device', 'virtio-net-device,netdev=n0',
+    '-netdev', `tap,id=n0,ifname=${side.net.tap},script=no,downscript=no`, '-device', `virtio-net-device,netdev=n0,mac=${GUEST_MAC}`,
     '-kernel', fixture.vmlinux, '-initrd', fixture.initramfs, '-append', `${BASE_CMDLINE} ${NET_CMDLINE}`,
   ]));
 }
 
-async function main(): Promise<void> {
-  const flood = Number(process.argv[2] ?? 1000);
+async function main(sides: [Side, Side]): Promise<void> {
+  const rounds = Number(process.argv[2] ?? 400);
+  const floodSeconds = Number(process.argv[3] ?? 20);
   const fixture = linuxFixture();
-  net.create();
-  try {
-    const vmm = await measure('vmm', vmmGuest(), flood);
-    const qemu = await measure('qemu', qemuGuest(fixture), flood);
-    const row = (label: string, a: number, b: number, unit: string, digits = 1) =>
-      `${label.padEnd(28)} ${a.toFixed(digits).padStart(10)} ${b.toFixed(digits).padStart(10)} ${unit.padEnd(6)} ${(a / b).toFixed(2).padStart(6)}`;
-    console.log(`${'linux guest (virtio-net)'.padEnd(28)} ${'vmm'.padStart(10)} ${'qemu'.padStart(10)} ${'unit'.padEnd(6)} ${'ratio'.padStart(6)}`);
-    console.log(row('spawn → IP-Config: Complete', vmm.ipConfig / 1000, qemu.ipConfig / 1000, 's'));
-    console.log(row('spawn → first ping reply', vmm.firstReply / 1000, qemu.firstReply / 1000, 's'));
-    console.log(row(`ping RTT (mean of ${RTT_PINGS})`, vmm.rttMs, qemu.rttMs, 'ms', 2));
-    console.log(row(`flood ping (${flood}), replies`, vmm.floodPerSecond, qemu.floodPerSecond, 'pkt/s'));
-    console.log(`flood loss: vmm ${vmm.floodLoss}, qemu ${qemu.floodLoss}`);
-  } finally {
-    net.delete();
+  const [vmm, qemu] = sides;
+  for (const side of sides) {
+    side.net.create();
+    const r = await side.net.run('ip', ['neigh', 'replace', GUEST_IP, 'lladdr', GUEST_MAC, 'dev', side.net.tap, 'nud', 'permanent']);
+    if (r.status !== 0) throw new Error(`ip neigh replace failed: ${r.stderr.trim() || r.error}`);
   }
+  const first = Math.random() < 0.5 ? vmm : qemu;
+  for (const side of first === vmm ? [vmm, qemu] : [qemu, vmm]) side.guest = side === vmm ? startVmm(vmm) : startQemu(qemu, fixture);
+  const [vb, qb] = await Promise.all([bootFigures(vmm), bootFigures(qemu)]);
+  await Promise.all(sides.map((s) => s.guest!.waitFor('Run /init as init process')));
+  const rtts = await rttRounds(sides, rounds);
+  const floods = new Map<Side, number>();
+  for (const side of Math.random() < 0.5 ? [vmm, qemu] : [qemu, vmm]) {
+    floods.set(side, await flood(side, sides.filter((s) => s !== side), floodSeconds));
+    await sleep(3000); // the stopped guest catches up with the time it lost
+  }
+  const [vf, qf] = [floods.get(vmm)!, floods.get(qemu)!];
+
+  const row = (label: string, a: number, b: number, unit: string, digits = 1, extra = '') =>
+    `${label.padEnd(30)} ${a.toFixed(digits).padStart(10)} ${b.toFixed(digits).padStart(10)} ${unit.padEnd(6)} ${(a / b).toFixed(2).padStart(6)}${extra}`;
+  const ok = (s: Side) => rtts.get(s)!.filter((x): x is number => x !== null);
+  const paired = pairedRatio(rtts.get(vmm)!, rtts.get(qemu)!);
+  console.log(`${'linux guest (virtio-net)'.padEnd(30)} ${'vmm'.padStart(10)} ${'qemu'.padStart(10)} ${'unit'.padEnd(6)} ${'ratio'.padStart(6)}`);
+  console.log(row('spawn → IP-Config: Complete', vb.ipConfig / 1000, qb.ipConfig / 1000, 's'));
+  console.log(row('spawn → first ping reply', vb.firstReply / 1000, qb.firstReply / 1000, 's'));
+  console.log(row(`ping RTT, mean of ${rounds}`, mean(ok(vmm)), mean(ok(qemu)), 'ms', 2, `  ± ${paired.stderr.toFixed(2)}`));
+  console.log(row('ping RTT, median', median(ok(vmm)), median(ok(qemu)), 'ms', 2));
+  console.log(row(`flood ping (${floodSeconds} s), replies`, vf, qf, 'pkt/s'));
+  console.log(`RTT replies: vmm ${ok(vmm).length}/${rounds}, qemu ${ok(qemu).length}/${rounds}; ${first.name} started first`);
 }
 
-main().catch((error) => {
-  process.stderr.write(`bench/linux: ${(error as Error).message}\n`);
-  net.delete();
-  process.exitCode = 1;
-});
+const sides: [Side, Side] = [
+  { name: 'vmm', net: new TapNamespace(`vmmbench-${process.pid}`, 'vmmt0', HOST_IP) },
+  { name: 'qemu', net: new TapNamespace(`qemubench-${process.pid}`, 'vmmt0', HOST_IP) },
+];
+
+main(sides)
+  .catch((error) => {
+    process.stderr.write(`bench/linux: ${(error as Error).message}\n`);
+    process.exitCode = 1;
+  })
+  .finally(async () => {
+    await Promise.all(sides.map((s) => s.guest?.stop(10_000)));
+    for (const s of sides) s.net.delete();
+  });
