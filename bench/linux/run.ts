@@ -2,7 +2,10 @@
  * bench/linux: a real Linux guest (scripts/guest-kernel) on vmm with virtio-net, side by side
  * with qemu-system-x86_64 -M microvm,acpi=off on the same vmlinux, initramfs and command line.
  *
- *   node dist/bench/linux/run.js [RTT_ROUNDS] [FLOOD_SECONDS]   (root: network namespaces + TAPs; needs QEMU)
+ *   node dist/bench/linux/run.js [RTT_ROUNDS] [FLOOD_SECONDS] [PAIR]   (root: network namespaces + TAPs; needs QEMU)
+ *
+ * PAIR is `vmm,qemu` (the default), or `vmm,vmm` / `qemu,qemu`: the same VMM twice, which shows
+ * how far two identical guests differ on this host (the noise floor of the ratios).
  *
  * Both guests run at once, each behind its own TAP in its own network namespace, so that both
  * see the same host at the same time. On our nested CI hosts the guest kernel is emulated and a
@@ -38,8 +41,12 @@ const QEMU_CPU = 'qemu64,-kvm-steal-time,-smap,-smep,-popcnt,-movbe,-fsgsbase,-r
 /** Rounds per block for the RTT spread. */
 const BLOCK = 50;
 
+type Kind = 'vmm' | 'qemu';
+
 interface Side {
-  name: 'vmm' | 'qemu';
+  kind: Kind;
+  /** The kind, numbered when both sides are of one kind. */
+  name: string;
   net: TapNamespace;
   guest?: LinuxGuest;
 }
@@ -109,8 +116,12 @@ function pairedRatio(a: (number | null)[], b: (number | null)[]): { ratio: numbe
   return { ratio: mean(all(a)) / mean(all(b)), stderr: sd / Math.sqrt(blockRatios.length) };
 }
 
+function start(side: Side, fixture: LinuxFixture): LinuxGuest {
+  return side.kind === 'vmm' ? startVmm(side) : startQemu(side, fixture);
+}
+
 function startVmm(side: Side): LinuxGuest {
-  return bootLinux({ netns: side.net.name, args: ['--plugin', `virtio-net=${JSON.stringify({ tap: side.net.tap, mac: GUEST_MAC })}`], cmdline: NET_CMDLINE });
+  return bootLinux({ namespace: side.net, args: ['--plugin', `virtio-net=${JSON.stringify({ tap: side.net.tap, mac: GUEST_MAC })}`], cmdline: NET_CMDLINE });
 }
 
 function startQemu(side: Side, fixture: LinuxFixture): LinuxGuest {
@@ -126,43 +137,61 @@ async function main(sides: [Side, Side]): Promise<void> {
   const rounds = Number(process.argv[2] ?? 400);
   const floodSeconds = Number(process.argv[3] ?? 20);
   const fixture = linuxFixture();
-  const [vmm, qemu] = sides;
   for (const side of sides) {
     side.net.create();
     const r = await side.net.run('ip', ['neigh', 'replace', GUEST_IP, 'lladdr', GUEST_MAC, 'dev', side.net.tap, 'nud', 'permanent']);
     if (r.status !== 0) throw new Error(`ip neigh replace failed: ${r.stderr.trim() || r.error}`);
   }
-  const first = Math.random() < 0.5 ? vmm : qemu;
-  for (const side of first === vmm ? [vmm, qemu] : [qemu, vmm]) side.guest = side === vmm ? startVmm(vmm) : startQemu(qemu, fixture);
-  const [vb, qb] = await Promise.all([bootFigures(vmm), bootFigures(qemu)]);
+  const shuffled = () => (Math.random() < 0.5 ? [...sides] : [...sides].reverse());
+  const order = shuffled();
+  for (const side of order) side.guest = start(side, fixture);
+  const [a, b] = sides;
+  const [ab, bb] = await Promise.all([bootFigures(a), bootFigures(b)]);
   await Promise.all(sides.map((s) => s.guest!.waitFor('Run /init as init process')));
   const rtts = await rttRounds(sides, rounds);
   const floods = new Map<Side, number>();
-  for (const side of Math.random() < 0.5 ? [vmm, qemu] : [qemu, vmm]) {
+  for (const side of shuffled()) {
     floods.set(side, await flood(side, sides.filter((s) => s !== side), floodSeconds));
     await sleep(3000); // the stopped guest catches up with the time it lost
   }
-  const [vf, qf] = [floods.get(vmm)!, floods.get(qemu)!];
+
 
   const row = (label: string, a: number, b: number, unit: string, digits = 1, extra = '') =>
     `${label.padEnd(30)} ${a.toFixed(digits).padStart(10)} ${b.toFixed(digits).padStart(10)} ${unit.padEnd(6)} ${(a / b).toFixed(2).padStart(6)}${extra}`;
   const ok = (s: Side) => rtts.get(s)!.filter((x): x is number => x !== null);
-  const paired = pairedRatio(rtts.get(vmm)!, rtts.get(qemu)!);
-  console.log(`${'linux guest (virtio-net)'.padEnd(30)} ${'vmm'.padStart(10)} ${'qemu'.padStart(10)} ${'unit'.padEnd(6)} ${'ratio'.padStart(6)}`);
-  console.log(row('spawn → IP-Config: Complete', vb.ipConfig / 1000, qb.ipConfig / 1000, 's'));
-  console.log(row('spawn → first ping reply', vb.firstReply / 1000, qb.firstReply / 1000, 's'));
-  console.log(row(`ping RTT, mean of ${rounds}`, mean(ok(vmm)), mean(ok(qemu)), 'ms', 2, `  ± ${paired.stderr.toFixed(2)}`));
-  console.log(row('ping RTT, median', median(ok(vmm)), median(ok(qemu)), 'ms', 2));
-  console.log(row(`flood ping (${floodSeconds} s), replies`, vf, qf, 'pkt/s'));
-  console.log(`RTT replies: vmm ${ok(vmm).length}/${rounds}, qemu ${ok(qemu).length}/${rounds}; ${first.name} started first`);
+  const paired = pairedRatio(rtts.get(a)!, rtts.get(b)!);
+  console.log(`${'linux guest (virtio-net)'.padEnd(30)} ${a.name.padStart(10)} ${b.name.padStart(10)} ${'unit'.padEnd(6)} ${'ratio'.padStart(6)}`);
+  console.log(row('spawn → IP-Config: Complete', ab.ipConfig / 1000, bb.ipConfig / 1000, 's'));
+  console.log(row('spawn → first ping reply', ab.firstReply / 1000, bb.firstReply / 1000, 's'));
+  console.log(row(`ping RTT, mean of ${rounds}`, mean(ok(a)), mean(ok(b)), 'ms', 2, `  ± ${paired.stderr.toFixed(2)}`));
+  console.log(row('ping RTT, median', median(ok(a)), median(ok(b)), 'ms', 2));
+  console.log(row(`flood ping (${floodSeconds} s), replies`, floods.get(a)!, floods.get(b)!, 'pkt/s'));
+  console.log(`RTT replies: ${sides.map((s) => `${s.name} ${ok(s).length}/${rounds}`).join(', ')}; ${order[0].name} started first`);
 }
 
-const sides: [Side, Side] = [
-  { name: 'vmm', net: new TapNamespace(`vmmbench-${process.pid}`, 'vmmt0', HOST_IP) },
-  { name: 'qemu', net: new TapNamespace(`qemubench-${process.pid}`, 'vmmt0', HOST_IP) },
-];
+function parsePair(arg = 'vmm,qemu'): [Kind, Kind] {
+  const kinds = arg.split(',');
+  if (kinds.length !== 2 || !kinds.every((k) => k === 'vmm' || k === 'qemu')) {
+    throw new Error(`PAIR must be two of vmm and qemu, like vmm,qemu; got ${JSON.stringify(arg)}`);
+  }
+  return kinds as [Kind, Kind];
+}
 
-main(sides)
+const sides: Side[] = [];
+
+function makeSides(): [Side, Side] {
+  const [ka, kb] = parsePair(process.argv[4]);
+  const same = ka === kb;
+  // Distinct name prefixes: TapNamespace removes stale namespaces by prefix.
+  sides.push(
+    { kind: ka, name: same ? `${ka}#1` : ka, net: new TapNamespace(`${ka}bench1-${process.pid}`, 'vmmt0', HOST_IP) },
+    { kind: kb, name: same ? `${kb}#2` : kb, net: new TapNamespace(`${kb}bench2-${process.pid}`, 'vmmt0', HOST_IP) },
+  );
+  return [sides[0], sides[1]];
+}
+
+Promise.resolve()
+  .then(() => main(makeSides()))
   .catch((error) => {
     process.stderr.write(`bench/linux: ${(error as Error).message}\n`);
     process.exitCode = 1;

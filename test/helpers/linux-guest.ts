@@ -10,6 +10,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
+import type { TapNamespace } from './tap-netns';
 
 export const ROOT = path.join(__dirname, '..', '..', '..');
 export const CLI = path.join(ROOT, 'dist', 'cli', 'vmm.js');
@@ -76,8 +77,8 @@ export interface LinuxGuestOptions {
   memory?: string;
   /** Extra vmm flags (e.g. ['--plugin', 'virtio-net={"tap":"vmmt0"}']). */
   args?: string[];
-  /** Run vmm inside this network namespace (`ip netns exec NS node …`). */
-  netns?: string;
+  /** Run vmm inside this namespace (its `wrap`: `ip netns exec NS node …`). */
+  namespace?: Pick<TapNamespace, 'wrap'>;
   fixture?: LinuxFixture;
   /** Tee the console to this stream as it arrives (e.g. process.stderr when debugging). */
   echo?: NodeJS.WritableStream;
@@ -110,9 +111,7 @@ export function bootLinux(options: LinuxGuestOptions = {}): LinuxGuest {
     CLI, '--kernel', fixture.vmlinux, '--initrd', fixture.initramfs, '--memory', options.memory ?? '128M',
     '--cmdline', cmdline, ...(options.args ?? []),
   ];
-  const [command, args]: [string, string[]] = options.netns
-    ? ['ip', ['netns', 'exec', options.netns, process.execPath, ...vmmArgs]]
-    : [process.execPath, vmmArgs];
+  const [command, args] = options.namespace?.wrap(process.execPath, vmmArgs) ?? [process.execPath, vmmArgs];
   return spawnGuest(command, args, options.echo);
 }
 

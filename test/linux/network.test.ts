@@ -73,7 +73,7 @@ describe('Linux guest on virtio-net', () => {
 
     const socket = path.join(dir, 'control.sock');
     guest = bootLinux({
-      netns: net.name,
+      namespace: net,
       args: ['--plugin', `virtio-net=${JSON.stringify({ tap: net.tap })}`, '--plugin', `control=${JSON.stringify({ socket })}`],
       cmdline: `ip=${GUEST_IP}::${HOST_IP}:255.255.255.0::eth0:off netconsole=@${GUEST_IP}/eth0,${NETCONSOLE_PORT}@${HOST_IP}/`,
     });
