@@ -15,7 +15,8 @@
  * - boot: spawn → `IP-Config: Complete` and → first ping reply, both booting together; which VMM
  *   starts first (and so, likely, which host core each vCPU thread gets) is drawn at random;
  * - RTT: RTT_ROUNDS rounds, each pinging both guests once, one at a time, in random order, with
- *   random pauses; the spread is the standard error over blocks of rounds;
+ *   random pauses; `±` is the standard error over blocks of rounds, which understates how far
+ *   two runs differ (PAIR=vmm,vmm shows that);
  * - flood: replies per second of `ping -f -w FLOOD_SECONDS` at one guest while the other VMM process
  *   is stopped (SIGSTOP), so that the idle guest, whose emulated halt keeps a host core busy, takes
  *   nothing from it. The host side has a permanent neighbour entry for the guest, so that no ARP
@@ -52,7 +53,6 @@ interface Side {
 }
 
 interface BootFigures { ipConfig: number; firstReply: number }
-
 
 async function ping(side: Side, ...args: string[]): Promise<string> {
   const r = await side.net.run('ping', [...args, GUEST_IP], 600_000);
@@ -101,19 +101,20 @@ async function flood(side: Side, others: Side[], seconds: number): Promise<numbe
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+const replied = (xs: (number | null)[]) => xs.filter((x): x is number => x !== null);
 
-/** Ratio of the means of a and b over all rounds, and its standard error over blocks of rounds. */
-function pairedRatio(a: (number | null)[], b: (number | null)[]): { ratio: number; stderr: number } {
+/** The standard error of the ratio of mean RTTs (a / b), over blocks of BLOCK rounds; NaN under two blocks. */
+function ratioStderr(a: (number | null)[], b: (number | null)[]): number {
   const blockRatios: number[] = [];
   for (let at = 0; at + BLOCK <= a.length; at += BLOCK) {
-    const pa = a.slice(at, at + BLOCK).filter((x): x is number => x !== null);
-    const pb = b.slice(at, at + BLOCK).filter((x): x is number => x !== null);
+    const pa = replied(a.slice(at, at + BLOCK));
+    const pb = replied(b.slice(at, at + BLOCK));
     if (pa.length && pb.length) blockRatios.push(mean(pa) / mean(pb));
   }
-  const all = (xs: (number | null)[]) => xs.filter((x): x is number => x !== null);
+  if (blockRatios.length < 2) return NaN;
   const m = mean(blockRatios);
-  const sd = Math.sqrt(blockRatios.reduce((s, r) => s + (r - m) ** 2, 0) / Math.max(1, blockRatios.length - 1));
-  return { ratio: mean(all(a)) / mean(all(b)), stderr: sd / Math.sqrt(blockRatios.length) };
+  const sd = Math.sqrt(blockRatios.reduce((s, r) => s + (r - m) ** 2, 0) / (blockRatios.length - 1));
+  return sd / Math.sqrt(blockRatios.length);
 }
 
 function start(side: Side, fixture: LinuxFixture): LinuxGuest {
@@ -134,8 +135,8 @@ function startQemu(side: Side, fixture: LinuxFixture): LinuxGuest {
 }
 
 async function main(sides: [Side, Side]): Promise<void> {
-  const rounds = Number(process.argv[2] ?? 400);
-  const floodSeconds = Number(process.argv[3] ?? 20);
+  const rounds = positiveInteger('RTT_ROUNDS', process.argv[2] ?? '400');
+  const floodSeconds = positiveInteger('FLOOD_SECONDS', process.argv[3] ?? '20');
   const fixture = linuxFixture();
   for (const side of sides) {
     side.net.create();
@@ -158,15 +159,21 @@ async function main(sides: [Side, Side]): Promise<void> {
 
   const row = (label: string, a: number, b: number, unit: string, digits = 1, extra = '') =>
     `${label.padEnd(30)} ${a.toFixed(digits).padStart(10)} ${b.toFixed(digits).padStart(10)} ${unit.padEnd(6)} ${(a / b).toFixed(2).padStart(6)}${extra}`;
-  const ok = (s: Side) => rtts.get(s)!.filter((x): x is number => x !== null);
-  const paired = pairedRatio(rtts.get(a)!, rtts.get(b)!);
+  const ok = (s: Side) => replied(rtts.get(s)!);
+  const stderr = ratioStderr(rtts.get(a)!, rtts.get(b)!);
   console.log(`${'linux guest (virtio-net)'.padEnd(30)} ${a.name.padStart(10)} ${b.name.padStart(10)} ${'unit'.padEnd(6)} ${'ratio'.padStart(6)}`);
   console.log(row('spawn → IP-Config: Complete', ab.ipConfig / 1000, bb.ipConfig / 1000, 's'));
   console.log(row('spawn → first ping reply', ab.firstReply / 1000, bb.firstReply / 1000, 's'));
-  console.log(row(`ping RTT, mean of ${rounds}`, mean(ok(a)), mean(ok(b)), 'ms', 2, `  ± ${paired.stderr.toFixed(2)}`));
+  console.log(row(`ping RTT, mean of ${rounds}`, mean(ok(a)), mean(ok(b)), 'ms', 2, `  ± ${Number.isNaN(stderr) ? `? (under ${2 * BLOCK} rounds)` : stderr.toFixed(2)}`));
   console.log(row('ping RTT, median', median(ok(a)), median(ok(b)), 'ms', 2));
   console.log(row(`flood ping (${floodSeconds} s), replies`, floods.get(a)!, floods.get(b)!, 'pkt/s'));
   console.log(`RTT replies: ${sides.map((s) => `${s.name} ${ok(s).length}/${rounds}`).join(', ')}; ${order[0].name} started first`);
+}
+
+function positiveInteger(name: string, arg: string): number {
+  const n = Number(arg);
+  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`${name} must be a positive integer; got ${JSON.stringify(arg)}`);
+  return n;
 }
 
 function parsePair(arg = 'vmm,qemu'): [Kind, Kind] {
