@@ -24,8 +24,8 @@ const GiB = 1024 * MiB;
  * tick through the one-shot deadline timer and, after falling behind, replays every missed tick
  * in a loop (tick_handle_periodic). A tick costs about 2 ms of emulated kernel mode (half the
  * 4 ms period at 250 Hz), so after a burst of interrupts (a ping flood) the guest was found
- * replaying ticks for good. Without it the
- * tick comes from a periodic timer, whose missed ticks simply coalesce.
+ * replaying ticks for good. Without it the tick comes from a periodic timer, whose missed ticks
+ * simply coalesce.
  *
  * `--no-cpuid-mask` (`cpuidHide: []`) passes everything KVM supports.
  */

@@ -74,11 +74,15 @@ async function bootFigures(side: Side): Promise<BootFigures> {
   throw new Error(`${side.name}: no ping reply within 600 tries after IP-Config`);
 }
 
+/** Both sides, in an order drawn at random. */
+function inRandomOrder(sides: Side[]): Side[] {
+  return Math.random() < 0.5 ? [...sides] : [...sides].reverse();
+}
+
 async function rttRounds(sides: Side[], rounds: number): Promise<Map<Side, (number | null)[]>> {
   const rtts = new Map(sides.map((s) => [s, [] as (number | null)[]]));
   for (let round = 0; round < rounds; round++) {
-    const order = Math.random() < 0.5 ? sides : [...sides].reverse();
-    for (const side of order) {
+    for (const side of inRandomOrder(sides)) {
       rtts.get(side)!.push(await pingOnce(side));
       // Random pauses, so that no guest meets the pings at one phase of its 10 ms tick.
       await sleep(30 + Math.random() * 90);
@@ -143,22 +147,20 @@ async function main(sides: [Side, Side]): Promise<void> {
     const r = await side.net.run('ip', ['neigh', 'replace', GUEST_IP, 'lladdr', GUEST_MAC, 'dev', side.net.tap, 'nud', 'permanent']);
     if (r.status !== 0) throw new Error(`ip neigh replace failed: ${r.stderr.trim() || r.error}`);
   }
-  const shuffled = () => (Math.random() < 0.5 ? [...sides] : [...sides].reverse());
-  const order = shuffled();
+  const order = inRandomOrder(sides);
   for (const side of order) side.guest = start(side, fixture);
   const [a, b] = sides;
   const [ab, bb] = await Promise.all([bootFigures(a), bootFigures(b)]);
   await Promise.all(sides.map((s) => s.guest!.waitFor('Run /init as init process')));
   const rtts = await rttRounds(sides, rounds);
   const floods = new Map<Side, number>();
-  for (const side of shuffled()) {
+  for (const side of inRandomOrder(sides)) {
     floods.set(side, await flood(side, sides.filter((s) => s !== side), floodSeconds));
     await sleep(3000); // the stopped guest catches up with the time it lost
   }
 
-
-  const row = (label: string, a: number, b: number, unit: string, digits = 1, extra = '') =>
-    `${label.padEnd(30)} ${a.toFixed(digits).padStart(10)} ${b.toFixed(digits).padStart(10)} ${unit.padEnd(6)} ${(a / b).toFixed(2).padStart(6)}${extra}`;
+  const row = (label: string, x: number, y: number, unit: string, digits = 1, extra = '') =>
+    `${label.padEnd(30)} ${x.toFixed(digits).padStart(10)} ${y.toFixed(digits).padStart(10)} ${unit.padEnd(6)} ${(x / y).toFixed(2).padStart(6)}${extra}`;
   const ok = (s: Side) => replied(rtts.get(s)!);
   const stderr = ratioStderr(rtts.get(a)!, rtts.get(b)!);
   console.log(`${'linux guest (virtio-net)'.padEnd(30)} ${a.name.padStart(10)} ${b.name.padStart(10)} ${'unit'.padEnd(6)} ${'ratio'.padStart(6)}`);
