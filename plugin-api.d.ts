@@ -354,19 +354,35 @@ export interface VirtioQueue {
   readonly size: number;
   /**
    * The next available chain, or null. A malformed chain (loop, out-of-range index or address,
-   * bad indirect table, …) is logged, given back with length 0 and skipped; a broken ring (an
-   * impossible available index) sets DEVICE_NEEDS_RESET and stops the queue. Never throws.
+   * bad indirect table of more than 1024 entries, …) is logged, given back with length 0 and
+   * skipped; a broken ring (an impossible available index, a head made available twice) sets
+   * DEVICE_NEEDS_RESET and stops the queue. Never throws.
+   *
+   * Null also once every 4096 descriptors walked (a budget, so that no guest can hold the event
+   * loop): the device's `queueNotify` is then called again on the next event-loop turn. So null means
+   * "nothing more now", and `queueNotify` means "look again", not "something new".
    */
   pop(): VirtioChain | null;
-  /** Un-pop the last `count` chains (not yet pushed): the next pops return them again. */
+  /**
+   * Give back the last `count` popped chains that were not completed: the next pops return them
+   * again, in the same order. The ring itself is not rewound, so chains that `pop` skipped as
+   * malformed are never walked or completed twice.
+   */
   undoPop(count?: number): void;
-  /** Return a chain to the driver; `written` is the number of bytes the device wrote into it. */
+  /**
+   * Return a chain to the driver; `written` is the number of bytes the device wrote into it
+   * (clipped to the chain's writable length). A chain already completed is ignored (logged).
+   */
   pushUsed(chain: VirtioChain, written: number): void;
   /** Return several chains published by one used-index update (e.g. the buffers of one merged rx packet). */
   pushUsedBatch(used: readonly { chain: VirtioChain; written: number }[]): void;
   /** Send a used-buffer notification if the driver wants one (EVENT_IDX / NO_INTERRUPT). Call after a batch of pushUsed. */
   notify(): void;
-  /** Ask for a notification when the driver adds buffers; true if some arrived meanwhile (pop again). */
+  /**
+   * Ask for a notification when the driver adds buffers; true if it made new chains available
+   * meanwhile (pop again). Chains given back with `undoPop` do not count, and while the queue
+   * is yielding (see `pop`) it is false: the device will be notified.
+   */
   enableNotification(): boolean;
   /** Tell the driver not to notify (the device is polling the queue anyway). */
   disableNotification(): void;

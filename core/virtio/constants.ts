@@ -111,6 +111,19 @@ export const VIRTQ_MAX_SIZE = 32768;
 export const VIRTQ_DESC_ALIGN = 16;
 export const VIRTQ_AVAIL_ALIGN = 2;
 export const VIRTQ_USED_ALIGN = 4;
+/**
+ * Most entries in one indirect table. The spec allows 2^16 (a 1 MiB table walked per chain);
+ * QEMU stops a chain at VIRTQUEUE_MAX_SIZE (1024) buffers, and Linux never builds a longer
+ * table than it has scatter-gather entries (virtio-net: MAX_SKB_FRAGS + 2).
+ */
+export const VMM_VIRTQ_INDIRECT_MAX = 1024;
+/**
+ * Descriptors a queue walks between yields to the event loop: pop() then returns null once and
+ * the device is notified again on the next turn. About a millisecond of walking, so a guest that
+ * fills every chain with the largest tables cannot hold the loop (control, other devices,
+ * signals); one extra turn per 4096 descriptors costs a benign guest nothing measurable.
+ */
+export const VMM_VIRTQ_DESCRIPTORS_PER_TURN = 4096;
 
 // --- device ids (virtio 1.2 §5)
 /** §5: network card */

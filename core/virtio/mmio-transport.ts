@@ -169,6 +169,7 @@ export class MmioTransport implements VirtioTransport {
         interrupt: () => this.signal(VIRTIO_MMIO_INT_VRING),
         needsReset: (reason) => this.needsReset(reason),
         live: () => this.active && this.queues[q] !== undefined,
+        resume: () => this.queueNotify(q),
       }));
     }
     this.queues = queues;

@@ -5,6 +5,12 @@
  * validated before use, and malformed guest input yields a typed QueueError (returned, never
  * thrown) that ends that chain.
  *
+ * Beyond rust-vmm, for a hostile driver: indirect tables are capped (VMM_VIRTQ_INDIRECT_MAX), the
+ * descriptors walked are budgeted per event-loop turn (pop() yields and the device is notified
+ * again later), a head the device still holds cannot be made available twice, and a chain is
+ * completed at most once (undoPop stashes chains instead of rewinding the ring, so chains that
+ * pop() already skipped and completed are never walked again).
+ *
  * Layout (§2.7.5, §2.7.6, §2.7.8):
  *   descriptor table: size × { addr u64, len u32, flags u16, next u16 }
  *   available ring:   flags u16, idx u16, ring[size] u16, used_event u16
@@ -16,6 +22,7 @@ import { DescriptorChain } from './chain';
 import {
   VIRTQ_AVAIL_ALIGN, VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_DESC_ALIGN, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT,
   VIRTQ_DESC_F_WRITE, VIRTQ_DESC_SIZE, VIRTQ_MAX_SIZE, VIRTQ_USED_ALIGN, VIRTQ_USED_ELEM_SIZE, VIRTQ_USED_F_NO_NOTIFY,
+  VMM_VIRTQ_DESCRIPTORS_PER_TURN, VMM_VIRTQ_INDIRECT_MAX,
 } from './constants';
 
 const log = createDebug('vmm:virtio');
@@ -26,6 +33,7 @@ const MAX_CHAIN_BYTES = 2 ** 32 - 1;
 export type QueueErrorCode =
   | 'ERR_QUEUE_AVAIL_INDEX'      // the driver's avail idx ran more than a queue size ahead
   | 'ERR_QUEUE_HEAD_INDEX'       // a head index in the available ring is >= queue size
+  | 'ERR_QUEUE_HEAD_IN_USE'      // a head made available again while the device still holds it
   | 'ERR_QUEUE_NEXT_INDEX'       // a `next` field is >= the table size
   | 'ERR_QUEUE_CHAIN_LOOP'       // the hop budget ran out (a loop, or a chain longer than the table)
   | 'ERR_QUEUE_BUFFER_RANGE'     // a buffer is not inside guest RAM (or wraps)
@@ -63,6 +71,8 @@ export interface QueueHooks {
   needsReset(reason: string): void;
   /** False once the driver reset the device (the rings may be gone). */
   live(): boolean;
+  /** The queue yielded (descriptor budget spent): have the device look at it again. */
+  resume?(): void;
 }
 
 function isPowerOfTwo(n: number): boolean {
@@ -94,6 +104,13 @@ export class Queue implements VirtioQueue {
   /** Used index at the last notification decision (EVENT_IDX), or -1 before the first. */
   private signalledUsed = -1;
   private _broken = false;
+  /** Popped chains not yet completed, by head, in pop order (a Map keeps insertion order). */
+  private readonly outstanding = new Map<number, DescriptorChain>();
+  /** Chains given back by undoPop, served before the ring. */
+  private readonly stash: DescriptorChain[] = [];
+  /** Descriptors walked since the queue last yielded. */
+  private walked = 0;
+  private yielding = false;
   private readonly availIdxAddr: number;
   private readonly availRingAddr: number;
   private readonly usedEventAddr: number;
@@ -135,9 +152,14 @@ export class Queue implements VirtioQueue {
   }
 
   isEmpty(): boolean {
-    if (this._broken || !this.hooks.live()) return true;
+    return this.stash.length === 0 && !this.hasNew();
+  }
+
+  /** Whether the driver made chains available that were never popped. */
+  private hasNew(): boolean {
+    if (this._broken || !this.hooks.live()) return false;
     const n = this.guard(() => this.available());
-    return typeof n !== 'number' || n === 0;
+    return typeof n === 'number' && n > 0;
   }
 
   /**
@@ -154,6 +176,8 @@ export class Queue implements VirtioQueue {
     this.nextAvail = (this.nextAvail + 1) & 0xffff;
     // §2.7.6: ring entries are descriptor heads; rust-vmm checks the index before reading.
     if (head >= this.size) return new QueueError('ERR_QUEUE_HEAD_INDEX', `head index ${head} is not below the queue size ${this.size}`);
+    // Its descriptors may already be rewritten; completing it twice would corrupt the driver.
+    if (this.outstanding.has(head)) return new QueueError('ERR_QUEUE_HEAD_IN_USE', `head ${head} was made available again while the device still holds it`);
     const chain = this.guard(() => this.walk(head));
     if (chain instanceof QueueError && chain.head === undefined) return new QueueError(chain.code, chain.message, head);
     return chain;
@@ -162,15 +186,41 @@ export class Queue implements VirtioQueue {
   pop(): VirtioChain | null {
     for (;;) {
       if (this._broken || !this.hooks.live()) return null;
+      const stashed = this.stash.shift();
+      if (stashed) {
+        // Now the most recently popped chain again (undoPop takes from the end).
+        this.outstanding.delete(stashed.head);
+        this.outstanding.set(stashed.head, stashed);
+        return stashed;
+      }
+      if (this.spentBudget()) return null;
       const result = this.next();
-      if (result === null || result instanceof DescriptorChain) return result;
+      if (result === null) return null;
+      if (result instanceof DescriptorChain) {
+        this.outstanding.set(result.head, result);
+        return result;
+      }
       this.fail(result);
     }
   }
 
+  /** True (and a later resume is scheduled) once this turn's descriptor budget is spent. */
+  private spentBudget(): boolean {
+    if (this.yielding) return true;
+    if (this.walked < VMM_VIRTQ_DESCRIPTORS_PER_TURN) return false;
+    this.yielding = true;
+    log('queue %d: %d descriptors walked, yielding to the event loop', this.index, this.walked);
+    setImmediate(() => {
+      this.yielding = false;
+      this.walked = 0;
+      if (!this._broken && this.hooks.live()) this.hooks.resume?.();
+    });
+    return true;
+  }
+
   /** Handle a bad chain: give it back with length 0 when its head is known, else stop the queue. */
   fail(error: QueueError): void {
-    if (error.head !== undefined && error.code !== 'ERR_QUEUE_HEAD_INDEX') {
+    if (error.head !== undefined && error.code !== 'ERR_QUEUE_HEAD_INDEX' && error.code !== 'ERR_QUEUE_HEAD_IN_USE') {
       log('queue %d: skipping chain %d: %s', this.index, error.head, error.message);
       this.addUsed(error.head, 0);
       return;
@@ -180,23 +230,43 @@ export class Queue implements VirtioQueue {
     this.hooks.needsReset(`queue ${this.index}: ${error.message}`);
   }
 
+  /** Give back the last `count` popped, uncompleted chains: the next pops return them, in order. */
   undoPop(count = 1): void {
-    this.nextAvail = (this.nextAvail - count) & 0xffff;
+    if (count <= 0) return;
+    const stashed = new Set(this.stash);
+    const held = [...this.outstanding.values()].filter((c) => !stashed.has(c));
+    this.stash.unshift(...held.slice(-count));
   }
 
   pushUsed(chain: VirtioChain, written: number): void {
-    if (this._broken || !this.hooks.live()) return;
-    // §2.7.8.2: "The device MUST NOT ... set len to a value greater than the writable length"
-    this.addUsed(chain.head, Math.max(0, Math.min(written, chain.writableLength)));
+    this.pushUsedBatch([{ chain, written }]);
   }
 
   pushUsedBatch(used: readonly { chain: VirtioChain; written: number }[]): void {
     if (this._broken || !this.hooks.live() || used.length === 0) return;
     const r = this.guard(() => {
-      for (const { chain, written } of used) this.writeUsedElem(chain.head, Math.max(0, Math.min(written, chain.writableLength)));
-      this.memory.writeU16(this.usedIdxAddr, this.nextUsed);
+      let any = false;
+      for (const { chain, written } of used) {
+        if (!this.release(chain)) continue;
+        // §2.7.8.2: "The device MUST NOT ... set len to a value greater than the writable length"
+        this.writeUsedElem(chain.head, Math.max(0, Math.min(written, chain.writableLength)));
+        any = true;
+      }
+      if (any) this.memory.writeU16(this.usedIdxAddr, this.nextUsed);
     });
     if (r instanceof QueueError) log('queue %d: %s', this.index, r.message);
+  }
+
+  /** Forget an outstanding chain; false (a device bug, logged) when it is not one. */
+  private release(chain: VirtioChain): boolean {
+    if (this.outstanding.get(chain.head) !== chain) {
+      log('queue %d: chain %d completed twice or never popped here; ignored', this.index, chain.head);
+      return false;
+    }
+    this.outstanding.delete(chain.head);
+    const at = this.stash.indexOf(chain as DescriptorChain);
+    if (at >= 0) this.stash.splice(at, 1);
+    return true;
   }
 
   /** Write one used element and publish it (§2.7.8). */
@@ -218,13 +288,14 @@ export class Queue implements VirtioQueue {
 
   /** Whether the driver wants an interrupt for what was added since the last call (§2.7.7.2, §2.7.10). */
   needsNotification(): boolean {
+    // The used idx we just published must be visible before we read the driver's suppression
+    // state, or a driver that re-armed meanwhile is never interrupted (Linux: virtio_mb() in
+    // virtqueue_kick_prepare, the same pairing on the driver side).
+    fullBarrier();
     if (!this.features.eventIdx) {
       const flags = this.guard(() => this.memory.readU16(this.config.availRing));
       return typeof flags === 'number' && (flags & VIRTQ_AVAIL_F_NO_INTERRUPT) === 0;
     }
-    // The used idx we just published must be visible before we read used_event, or a driver
-    // that re-armed meanwhile is never interrupted (Linux: virtio_mb() in virtqueue_kick_prepare).
-    fullBarrier();
     const usedEvent = this.guard(() => this.memory.readU16(this.usedEventAddr));
     if (usedEvent instanceof QueueError) return true;
     const now = this.nextUsed;
@@ -249,7 +320,9 @@ export class Queue implements VirtioQueue {
     if (r instanceof QueueError) return false;
     // Publish the request before looking at avail idx again (same reason, other direction).
     fullBarrier();
-    return !this.isEmpty();
+    // Stashed chains do not count: the device already judged them (e.g. too few for a frame).
+    // While yielding, the scheduled resume looks again.
+    return !this.yielding && this.hasNew();
   }
 
   disableNotification(): void {
@@ -271,6 +344,7 @@ export class Queue implements VirtioQueue {
     for (;;) {
       if (ttl === 0) return new QueueError('ERR_QUEUE_CHAIN_LOOP', `chain ${head} has more descriptors than its table (${tableSize}): a loop?`, head);
       ttl--;
+      this.walked++;
       // §2.7.5.1 / rust-vmm: check the index before reading the descriptor.
       if (index >= tableSize) return new QueueError('ERR_QUEUE_NEXT_INDEX', `descriptor index ${index} is not below the table size ${tableSize}`, head);
       const at = table + VIRTQ_DESC_SIZE * index;
@@ -286,8 +360,10 @@ export class Queue implements VirtioQueue {
         if (inIndirect) return new QueueError('ERR_QUEUE_INDIRECT', 'an indirect table contains an indirect descriptor', head);
         // §2.7.5.3.1: "A driver MUST NOT set both VIRTQ_DESC_F_INDIRECT and VIRTQ_DESC_F_NEXT in flags."
         if (flags & VIRTQ_DESC_F_NEXT) return new QueueError('ERR_QUEUE_INDIRECT', `indirect descriptor ${index} also has NEXT`, head);
-        // rust-vmm: the table length is a non-zero multiple of 16 whose count fits 16 bits.
-        if (len === 0 || len % VIRTQ_DESC_SIZE !== 0 || len / VIRTQ_DESC_SIZE > 0x10000) return new QueueError('ERR_QUEUE_INDIRECT', `indirect table length ${len} is not a multiple of 16 up to 2^20`, head);
+        // rust-vmm: the table length is a non-zero multiple of 16; the count is capped lower here.
+        if (len === 0 || len % VIRTQ_DESC_SIZE !== 0 || len / VIRTQ_DESC_SIZE > VMM_VIRTQ_INDIRECT_MAX) {
+          return new QueueError('ERR_QUEUE_INDIRECT', `indirect table length ${len} is not a multiple of 16 up to ${VMM_VIRTQ_INDIRECT_MAX} entries`, head);
+        }
         // rust-vmm: the table is 16-byte aligned (as the descriptor table must be, §2.7).
         if (addr % 16n !== 0n) return new QueueError('ERR_QUEUE_INDIRECT', `indirect table 0x${addr.toString(16)} is not 16-byte aligned`, head);
         if (addr > BigInt(Number.MAX_SAFE_INTEGER) || !memory.contains(Number(addr), len)) return new QueueError('ERR_QUEUE_BUFFER_RANGE', `indirect table 0x${addr.toString(16)} (+${len}) is not in guest RAM`, head);

@@ -1,4 +1,7 @@
-import { VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, VIRTQ_USED_F_NO_NOTIFY } from '../../../core/virtio/constants';
+import {
+  VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, VIRTQ_USED_F_NO_NOTIFY,
+  VMM_VIRTQ_DESCRIPTORS_PER_TURN, VMM_VIRTQ_INDIRECT_MAX,
+} from '../../../core/virtio/constants';
 import { DescriptorChain } from '../../../core/virtio/chain';
 import { Queue, QueueError, validateQueueConfig, vringNeedEvent } from '../../../core/virtio/queue';
 import { MockQueue } from '../../../core/virtio/testing/mock-queue';
@@ -68,13 +71,18 @@ describe('split virtqueue: well-formed chains', () => {
     expect(m.used(1)).toEqual({ id: 1, len: 0 });
   });
 
-  test('indices wrap around 2^16', () => {
+  test('indices wrap around 2^16', async () => {
     const m = new MockQueue(4);
     m.setDesc(0, { addr: m.dataStart, len: 4, flags: WRITE });
     const q = m.create();
     for (let i = 0; i < 70000; i++) {
       m.addAvail(0);
-      const c = q.pop();
+      let c = q.pop();
+      // Every VMM_VIRTQ_DESCRIPTORS_PER_TURN descriptors the queue yields the event loop once.
+      if (c === null && i % VMM_VIRTQ_DESCRIPTORS_PER_TURN === 0) {
+        await new Promise((r) => setImmediate(r));
+        c = q.pop();
+      }
       expect(c).not.toBeNull();
       q.pushUsed(c!, 4);
     }
@@ -132,6 +140,7 @@ describe('split virtqueue: hostile chains end in a typed error, never a throw or
     ['an indirect table length not a multiple of 16', (m, t) => { m.setDesc(0, { addr: t, len: 24, flags: INDIRECT }); }, 'ERR_QUEUE_INDIRECT'],
     ['an empty indirect table', (m, t) => { m.setDesc(0, { addr: t, len: 0, flags: INDIRECT }); }, 'ERR_QUEUE_INDIRECT'],
     ['an indirect table larger than 2^16 entries', (m, t) => { m.setDesc(0, { addr: t, len: 16 * 0x10001, flags: INDIRECT }); }, 'ERR_QUEUE_INDIRECT'],
+    ['an indirect table of 1025 entries (the cap + 1)', (m, t) => { m.setDesc(0, { addr: t, len: 16 * (VMM_VIRTQ_INDIRECT_MAX + 1), flags: INDIRECT }); }, 'ERR_QUEUE_INDIRECT'],
     ['an indirect table outside memory', (m) => { m.setDesc(0, { addr: 0x7fff_0000, len: 64, flags: INDIRECT }); }, 'ERR_QUEUE_BUFFER_RANGE'],
     ['INDIRECT together with NEXT', (m, t) => { m.setDesc(0, { addr: t, len: 16, flags: INDIRECT | NEXT, next: 1 }); m.setDesc(0, { addr: m.dataStart, len: 8 }, t); }, 'ERR_QUEUE_INDIRECT'],
     ['a loop inside an indirect table', (m, t) => { m.setDesc(0, { addr: t, len: 32, flags: INDIRECT }); m.setDesc(0, { addr: m.dataStart, len: 8, flags: NEXT, next: 1 }, t); m.setDesc(1, { addr: m.dataStart, len: 8, flags: NEXT, next: 0 }, t); }, 'ERR_QUEUE_CHAIN_LOOP'],
@@ -227,6 +236,109 @@ describe('split virtqueue: hostile chains end in a typed error, never a throw or
   });
 });
 
+describe('split virtqueue: a hostile driver cannot exhaust the host or corrupt the used ring', () => {
+  test('an indirect table of exactly the cap is walked', () => {
+    const m = new MockQueue(16, 4 << 20);
+    const t = m.dataStart + 0x10000;
+    m.setDesc(0, { addr: t, len: 16 * VMM_VIRTQ_INDIRECT_MAX, flags: INDIRECT });
+    for (let i = 0; i < VMM_VIRTQ_INDIRECT_MAX - 1; i++) m.setDesc(i, { addr: m.dataStart, len: 1, flags: NEXT, next: i + 1 }, t);
+    m.setDesc(VMM_VIRTQ_INDIRECT_MAX - 1, { addr: m.dataStart, len: 1 }, t);
+    m.addAvail(0);
+    expect((m.create({ indirect: true }).next() as DescriptorChain).readable.length).toBe(VMM_VIRTQ_INDIRECT_MAX);
+  });
+
+  test('chains sharing the largest indirect table: pop yields after the per-turn budget and the device is notified again', async () => {
+    const m = new MockQueue(256, 4 << 20);
+    const t = m.dataStart + 0x10000;
+    for (let i = 0; i < VMM_VIRTQ_INDIRECT_MAX - 1; i++) m.setDesc(i, { addr: m.dataStart, len: 1, flags: NEXT, next: i + 1 }, t);
+    m.setDesc(VMM_VIRTQ_INDIRECT_MAX - 1, { addr: m.dataStart, len: 1 }, t);
+    for (let i = 0; i < 256; i++) { m.setDesc(i, { addr: t, len: 16 * VMM_VIRTQ_INDIRECT_MAX, flags: INDIRECT }); m.addAvail(i); }
+    let resumes = 0;
+    const { hooks: hk } = hooks();
+    const q = m.create({ indirect: true, eventIdx: true }, { ...hk, resume: () => { resumes++; } });
+    const perTurn = Math.ceil(VMM_VIRTQ_DESCRIPTORS_PER_TURN / (VMM_VIRTQ_INDIRECT_MAX + 1));
+    let popped = 0;
+    while (q.pop()) popped++;
+    expect(popped).toBe(perTurn);
+    // Nothing more this turn, and no busy loop: enableNotification says "wait".
+    expect(q.enableNotification()).toBe(false);
+    expect(q.pop()).toBeNull();
+    expect(resumes).toBe(0);
+    await new Promise((r) => setImmediate(r));
+    expect(resumes).toBe(1);
+    while (q.pop()) popped++;
+    expect(popped).toBe(2 * perTurn);
+  });
+
+  test('undoPop does not rewind onto a malformed chain that pop skipped: every head is completed once', () => {
+    const m = new MockQueue(8);
+    m.setDesc(0, { addr: m.dataStart, len: 64, flags: WRITE });
+    m.setDesc(1, { addr: m.dataStart, len: 0, flags: WRITE }); // malformed: zero length
+    m.setDesc(2, { addr: m.dataStart + 64, len: 64, flags: WRITE });
+    [0, 1, 2].forEach((h) => m.addAvail(h));
+    const q = m.create();
+    expect(q.pop()!.head).toBe(0);
+    expect(q.pop()!.head).toBe(2); // 1 was skipped and completed with length 0
+    q.undoPop(2);
+    const again = [q.pop()!, q.pop()!];
+    expect(again.map((c) => c.head)).toEqual([0, 2]);
+    expect(q.pop()).toBeNull();
+    q.pushUsedBatch(again.map((chain) => ({ chain, written: 8 })));
+    expect(m.usedIdx()).toBe(3);
+    expect([0, 1, 2].map((i) => m.used(i).id).sort()).toEqual([0, 1, 2]);
+  });
+
+  test('undoPop takes the most recent chains, also after a partial re-pop', () => {
+    const m = new MockQueue(8);
+    for (let i = 0; i < 3; i++) { m.setDesc(i, { addr: m.dataStart + 8 * i, len: 8, flags: WRITE }); m.addAvail(i); }
+    const q = m.create();
+    q.pop(); q.pop();
+    q.undoPop(1);
+    q.undoPop(1);
+    expect([q.pop()!.head, q.pop()!.head, q.pop()!.head]).toEqual([0, 1, 2]);
+  });
+
+  test('a chain completed twice is published once', () => {
+    const m = new MockQueue(4);
+    m.setDesc(0, { addr: m.dataStart, len: 8, flags: WRITE });
+    m.addAvail(0);
+    const q = m.create();
+    const c = q.pop()!;
+    q.pushUsed(c, 8);
+    q.pushUsed(c, 8);
+    expect(m.usedIdx()).toBe(1);
+  });
+
+  test('a head made available again while the device holds it breaks the queue', () => {
+    const m = new MockQueue(4);
+    m.setDesc(0, { addr: m.dataStart, len: 8, flags: WRITE });
+    m.addAvail(0);
+    m.addAvail(0);
+    const { h, hooks: hk } = hooks();
+    const q = m.create({}, hk);
+    expect(q.pop()!.head).toBe(0);
+    expect(q.pop()).toBeNull();
+    expect(q.broken).toBe(true);
+    expect(h.resets[0]).toMatch(/head 0 was made available again/);
+    expect(m.usedIdx()).toBe(0);
+  });
+
+  test('stashed chains do not count as new buffers for enableNotification', () => {
+    const m = new MockQueue(4);
+    m.setDesc(0, { addr: m.dataStart, len: 8, flags: WRITE });
+    m.setDesc(1, { addr: m.dataStart + 8, len: 8, flags: WRITE });
+    m.addAvail(0);
+    const q = m.create({ eventIdx: true });
+    q.pop();
+    q.undoPop(1);
+    expect(q.enableNotification()).toBe(false);
+    expect(m.availEvent()).toBe(1);
+    m.addAvail(1);
+    expect(q.enableNotification()).toBe(true);
+    expect([q.pop()!.head, q.pop()!.head]).toEqual([0, 1]);
+  });
+});
+
 describe('queue configuration checks (virtio 1.2 §2.7)', () => {
   const m = new MockQueue(16);
   const ok = m.config;
@@ -294,8 +406,10 @@ describe('notification suppression', () => {
     const m = new MockQueue(8);
     m.setDesc(0, { addr: m.dataStart, len: 4, flags: WRITE });
     const q = m.create({ eventIdx: true });
-    m.addAvail(0); m.addAvail(0);
-    q.pop(); q.pop();
+    m.addAvail(0);
+    q.pushUsed(q.pop()!, 0);
+    m.addAvail(0);
+    q.pushUsed(q.pop()!, 0);
     expect(q.enableNotification()).toBe(false);
     expect(m.availEvent()).toBe(2);
     m.addAvail(0);
