@@ -57,7 +57,26 @@ export const TUN_F_TSO6 = 0x04;
 /** if_tun.h: I can handle TSO with ECN bits. */
 export const TUN_F_TSO_ECN = 0x08;
 
-/** Largest frame a TAP hands out: a 64 KiB GSO packet plus Ethernet and VLAN headers, plus our header. */
-export const VMM_NET_MAX_READ = VIRTIO_NET_HDR_SIZE + 65535 + 14 + 4;
-/** Chains handled per event-loop turn, so one busy queue cannot starve the loop. */
+/** The largest IP packet: IPv4's total length and IPv6's payload length are 16 bits (GSO packets included). */
+const IP_MAX_PACKET = 65535;
+/** Ethernet header (destination, source, EtherType). */
+const ETH_HLEN = 14;
+/** One 802.1Q tag: a VLAN device in the guest (or on the host bridge) tags frames in software. */
+const VLAN_HLEN = 4;
+/**
+ * The largest frame in either direction, our header included: what a TAP can hand out (a 64 KiB
+ * GSO packet with Ethernet and VLAN headers), and the most a tx chain may hold. A tx chain can
+ * claim up to 4 GiB of readable bytes (descriptors may overlap) whatever the guest's RAM, so its
+ * length is checked against this before anything is read or allocated.
+ */
+export const VMM_NET_MAX_FRAME = VIRTIO_NET_HDR_SIZE + IP_MAX_PACKET + ETH_HLEN + VLAN_HLEN;
+/** Frames (rx) or chains (tx) handled per event-loop turn, so one busy queue cannot starve the loop. */
 export const VMM_NET_BUDGET = 256;
+/**
+ * TUNSETOFFLOAD takes the host-wide rtnl lock, and a guest can reset and re-activate the device in
+ * a loop. Raising the TAP's offloads waits until this long after the previous raise (the latest
+ * wanted value is applied then); lowering is never delayed (a driver must not get offloads it did
+ * not accept), and there is only something to lower after a raise, so a reset/activate loop
+ * reaches the kernel at most 2 × 1000 / VMM_NET_OFFLOAD_INTERVAL_MS times a second (offloads.ts).
+ */
+export const VMM_NET_OFFLOAD_INTERVAL_MS = 100;

@@ -6,7 +6,8 @@
  *  - tx: tx notify → each chain is written to the TAP as one frame. On EAGAIN the chain is kept
  *    and the TAP is watched for writable; it is retried, never dropped nor sent twice.
  * The TAP reads and writes the same 12-byte virtio_net_hdr_v1 the driver uses, so offloads
- * pass straight through; the TAP's offloads follow what the driver accepted.
+ * pass straight through; the TAP's offloads follow what the driver accepted, through
+ * TapOffloads, which keeps a guest's reset loop from reaching the host kernel's rtnl lock.
  */
 import type { Debugger } from 'debug';
 import { native, type FdWatcher } from '../../native';
@@ -18,6 +19,7 @@ import {
   VIRTIO_NET_F_GUEST_TSO6, VIRTIO_NET_F_HOST_ECN, VIRTIO_NET_F_HOST_TSO4, VIRTIO_NET_F_HOST_TSO6, VIRTIO_NET_F_MAC,
   VIRTIO_NET_F_MRG_RXBUF, VIRTIO_NET_F_MTU, VIRTIO_NET_F_STATUS, VIRTIO_NET_S_LINK_UP, VMM_NET_QUEUE_SIZE,
 } from './constants';
+import { TapOffloads } from './offloads';
 import { RxPath } from './rx';
 import { setOffloads, type Tap } from './tap';
 import { TxPath } from './tx';
@@ -62,6 +64,8 @@ export class VirtioNetDevice implements VirtioDevice {
   readonly config: Uint8Array;
   readonly rx: RxPath;
   readonly tx: TxPath;
+  /** The TAP's TUNSETOFFLOAD flags; its stats count the ioctls. */
+  readonly offloads: TapOffloads;
   private transport: VirtioTransport | undefined;
   private readonly watcher: FdWatcher;
   private watching = 0;
@@ -79,6 +83,8 @@ export class VirtioNetDevice implements VirtioDevice {
     const update = () => this.updateWatch();
     this.rx = new RxPath(tap.fd, log, update);
     this.tx = new TxPath(tap.fd, log, update);
+    // openTap leaves the TAP with no offloads.
+    this.offloads = new TapOffloads((flags) => setOffloads(tap.fd, flags), 0, log);
     this.watcher = new native.FdWatcher(tap.fd, (events, status) => this.onTapEvent(events, status));
   }
 
@@ -93,11 +99,7 @@ export class VirtioNetDevice implements VirtioDevice {
       this.transport?.needsReset('virtio-net needs both the receive and the transmit queue');
       return;
     }
-    try {
-      setOffloads(this.tap.fd, tapOffloadsFor(features));
-    } catch (error) {
-      this.log('TUNSETOFFLOAD failed: %s', (error as Error).message);
-    }
+    this.offloads.want(tapOffloadsFor(features));
     this.rx.start(rx as VirtioQueue, has(features, VIRTIO_NET_F_MRG_RXBUF));
     this.tx.start(tx as VirtioQueue);
     this.log('active: features 0x%s', features.toString(16));
@@ -114,9 +116,8 @@ export class VirtioNetDevice implements VirtioDevice {
     this.rx.stop();
     this.tx.stop();
     this.updateWatch();
-    if (!this.closed) {
-      try { setOffloads(this.tap.fd, 0); } catch { /* the TAP stays usable without offloads */ }
-    }
+    // The next driver may accept fewer offloads; frames queued meanwhile must not use them.
+    if (!this.closed) this.offloads.want(0);
   }
 
   shutdown(): void {
@@ -124,6 +125,7 @@ export class VirtioNetDevice implements VirtioDevice {
     this.closed = true;
     this.rx.stop();
     this.tx.stop();
+    this.offloads.close();
     this.watcher.close();
     native.close(this.tap.fd);
   }

@@ -2,7 +2,7 @@
 import type { Debugger } from 'debug';
 import { native } from '../../native';
 import type { VirtioChain, VirtioQueue } from '../../plugin-api';
-import { VIRTIO_NET_HDR_NUM_BUFFERS, VIRTIO_NET_HDR_SIZE, VMM_NET_BUDGET, VMM_NET_MAX_READ } from './constants';
+import { VIRTIO_NET_HDR_NUM_BUFFERS, VIRTIO_NET_HDR_SIZE, VMM_NET_BUDGET, VMM_NET_MAX_FRAME } from './constants';
 
 type Delivery = 'delivered' | 'no-buffers' | 'dropped';
 
@@ -14,8 +14,12 @@ export class RxPath {
   /** No guest buffers: the TAP is not read until the driver adds some. */
   private starved = false;
   private dead = false;
-  /** Counters (tests and logs). */
-  readonly stats = { frames: 0, bytes: 0, dropped: 0, starved: 0 };
+  /**
+   * Counters (tests and logs). `starved`: times the frame held back found too few buffers and
+   * the TAP was left alone until the driver's next notify; `badChains`: rx chains too small
+   * for the header, returned unused.
+   */
+  readonly stats = { frames: 0, bytes: 0, dropped: 0, starved: 0, badChains: 0 };
 
   constructor(private readonly fd: number, private readonly log: Debugger, private readonly changed: () => void) {}
 
@@ -56,7 +60,7 @@ export class RxPath {
       if (!this.pending) {
         let frame: Buffer | null;
         try {
-          frame = native.read(this.fd, VMM_NET_MAX_READ);
+          frame = native.read(this.fd, VMM_NET_MAX_FRAME);
         } catch (error) {
           // EBADFD/EIO: the interface went away. Stop reading rather than spin.
           this.log('TAP read failed, receive stopped: %s', (error as Error).message);
@@ -69,9 +73,12 @@ export class RxPath {
       }
       const result = this.deliver(queue, this.pending);
       if (result === 'no-buffers') {
-        this.stats.starved++;
-        // Ask for a notification; if buffers arrived meanwhile, go on at once.
+        // Ask for a notification; go on at once only if the driver added chains meanwhile.
+        // The chains this frame could not use wait in the queue's stash, so they are not
+        // counted as new: with too few of them the TAP is left alone (its poll is
+        // level-triggered) until the driver notifies, instead of spinning on them.
         if (queue.enableNotification()) continue;
+        this.stats.starved++;
         this.starved = true;
         this.changed();
         break;
@@ -89,16 +96,21 @@ export class RxPath {
     }
     const chains: VirtioChain[] = [];
     let room = 0;
-    while (room < frame.length) {
+    // A merged frame uses at most one ring's worth of chains: the driver cannot post more than
+    // the queue size, so waiting for more would wait forever. (This also keeps num_buffers, a
+    // u16, exact: our queues have at most 256 entries.)
+    while (room < frame.length && chains.length < queue.size) {
       const chain = queue.pop();
       if (!chain) {
+        // The chains taken so far go to the queue's stash: the next pops return them first.
         queue.undoPop(chains.length);
         return 'no-buffers';
       }
-      // §5.1.6.3.1: each rx buffer must at least hold the header; Linux never posts less.
+      // §5.1.6.3.1: every rx buffer holds at least the header (Linux never posts less). A chain
+      // that cannot is returned unused at once, ahead of this frame's chains in the used ring.
       if (chain.writableLength < VIRTIO_NET_HDR_SIZE) {
         this.log('rx chain %d has %d writable bytes; returned unused', chain.head, chain.writableLength);
-        if (chains.length > 0) { queue.undoPop(1); break; }
+        this.stats.badChains++;
         queue.pushUsed(chain, 0);
         continue;
       }
@@ -107,11 +119,12 @@ export class RxPath {
       if (!this.mergeable) break;
     }
     if (room < frame.length) {
-      // Without MRG_RXBUF a frame must fit one chain (§5.1.6.3.1): the driver's buffers are too
-      // small for it (e.g. an MTU above what it posts). Drop the frame, keep the buffers.
+      // Without MRG_RXBUF a frame must fit one chain (§5.1.6.3.1), and with it one ring: the
+      // driver's buffers are too small for it (e.g. an MTU above what it posts). Drop the
+      // frame, keep the buffers for the next one.
       queue.undoPop(chains.length);
       this.stats.dropped++;
-      this.log('rx frame of %d bytes does not fit (%d bytes of buffers); dropped', frame.length, room);
+      this.log('rx frame of %d bytes does not fit (%d bytes in %d buffers); dropped', frame.length, room, chains.length);
       return 'dropped';
     }
     // §5.1.6.4: num_buffers = how many chains this packet uses.

@@ -2,7 +2,7 @@
 import type { Debugger } from 'debug';
 import { native } from '../../native';
 import type { VirtioChain, VirtioQueue } from '../../plugin-api';
-import { VIRTIO_NET_HDR_SIZE, VMM_NET_BUDGET } from './constants';
+import { VIRTIO_NET_HDR_SIZE, VMM_NET_BUDGET, VMM_NET_MAX_FRAME } from './constants';
 
 interface DescriptorChainLike extends VirtioChain {
   readableView?(): Uint8Array;
@@ -14,7 +14,8 @@ export class TxPath {
   private pending: VirtioChain | null = null;
   private blocked = false;
   private scheduled: NodeJS.Immediate | undefined;
-  readonly stats = { frames: 0, bytes: 0, errors: 0, eagain: 0 };
+  /** Counters (tests and logs); `errors` includes the `oversized` chains. */
+  readonly stats = { frames: 0, bytes: 0, errors: 0, eagain: 0, oversized: 0 };
 
   constructor(private readonly fd: number, private readonly log: Debugger, private readonly changed: () => void) {}
 
@@ -65,6 +66,15 @@ export class TxPath {
       if (chain.readableLength <= VIRTIO_NET_HDR_SIZE) {
         this.log('tx chain %d has %d readable bytes (the header alone is %d); returned unsent', chain.head, chain.readableLength, VIRTIO_NET_HDR_SIZE);
         this.stats.errors++;
+        queue.pushUsed(chain, 0);
+        sent = true;
+        continue;
+      }
+      // Checked before anything is read: the length is the guest's claim, up to 4 GiB.
+      if (chain.readableLength > VMM_NET_MAX_FRAME) {
+        this.log('tx chain %d has %d readable bytes, more than the largest frame (%d); returned unsent', chain.head, chain.readableLength, VMM_NET_MAX_FRAME);
+        this.stats.errors++;
+        this.stats.oversized++;
         queue.pushUsed(chain, 0);
         sent = true;
         continue;

@@ -43,9 +43,15 @@ class Driver {
   readonly frames: Parsed[] = [];
 
   constructor(readonly device: VirtioNetDevice, readonly features: bigint) {
-    const hooks = { interrupt: () => { this.interrupts++; }, needsReset: (r: string) => { throw new Error(`needs reset: ${r}`); }, live: () => true };
-    this.rx = this.rxq.create({ eventIdx: true, indirect: true }, hooks, 0);
-    this.tx = this.txq.create({ eventIdx: true, indirect: true }, hooks, 1);
+    const hooks = (index: number) => ({
+      interrupt: () => { this.interrupts++; },
+      needsReset: (r: string) => { throw new Error(`needs reset: ${r}`); },
+      live: () => true,
+      // The queue yielded (descriptor budget): the transport notifies the device again.
+      resume: () => device.queueNotify(index),
+    });
+    this.rx = this.rxq.create({ eventIdx: true, indirect: true }, hooks(C.RX_QUEUE), C.RX_QUEUE);
+    this.tx = this.txq.create({ eventIdx: true, indirect: true }, hooks(C.TX_QUEUE), C.TX_QUEUE);
     device.activate({ features, queues: [this.rx, this.tx], memory: this.memory });
   }
 
