@@ -1,8 +1,11 @@
 /**
  * The virtio-mmio register file (virtio 1.2 §4.2.2, version 2), run on the vCPU threads as a
  * worker device: guest register reads and writes are answered from a SharedArrayBuffer and
- * never wait for the main thread. What the main thread must act on (DRIVER_OK, reset, config
- * writes) is sent with postToMain; it reads the queue addresses from the shared state.
+ * never wait for the main thread. What the main thread must act on (a status change, a config
+ * write, a notify that missed the ioeventfd) is flagged in the shared state and announced with
+ * postToMain only when the flag was clear, so however fast a guest resets, writes config or
+ * notifies, at most one message of each kind waits for the main thread, which then acts on the
+ * state as it is then (the latest epoch and status, the union of the written config bytes).
  *
  * This module is also imported by the main-thread half (mmio-transport.ts) for the layout.
  * It has no device types: it only knows the registers (style rule "the transport never names
@@ -41,7 +44,15 @@ export const R_CONFIG_GENERATION = 14;
 /** Bumped by every reset: the main thread drops work that belongs to an older epoch. */
 export const R_EPOCH = 15;
 export const R_SHM_SEL = 16;
+/** PENDING_* bits: a message is on its way to the main thread; cleared there before acting. */
+export const R_PENDING = 17;
+/** Config bytes [lo, hi) written since the main thread last looked; hi = 0: none. */
+export const R_CONFIG_DIRTY_LO = 18;
+export const R_CONFIG_DIRTY_HI = 19;
 const GLOBAL_SLOTS = 32;
+
+export const PENDING_STATUS = 1;
+export const PENDING_CONFIG = 2;
 
 export const Q_NUM_MAX = 0;
 export const Q_NUM = 1;
@@ -52,6 +63,8 @@ export const Q_AVAIL_LO = 5;
 export const Q_AVAIL_HI = 6;
 export const Q_USED_LO = 7;
 export const Q_USED_HI = 8;
+/** 1 while a 'notify' message for this queue is on its way. */
+export const Q_NOTIFY_PENDING = 9;
 const QUEUE_SLOTS = 12;
 
 /** Shared memory regions (virtio 1.2 §2.10): base and length as 64-bit halves. */
@@ -66,13 +79,11 @@ export interface RegisterFileLayout {
   configSize: number;
 }
 
-/** Messages the worker half sends to the main-thread half. */
+/** Messages the worker half sends to the main-thread half: "look at the shared state". */
 export type TransportMessage =
-  | { type: 'driver-ok'; epoch: number }
-  | { type: 'reset'; epoch: number }
-  | { type: 'config-write'; epoch: number; offset: number; data: Uint8Array }
-  | { type: 'notify'; queue: number }
-  | { type: 'failed'; epoch: number };
+  | { type: 'status' }
+  | { type: 'config' }
+  | { type: 'notify'; queue: number };
 
 export interface RegisterOptions {
   name: string;
@@ -150,7 +161,34 @@ export class RegisterFile {
     }
     Atomics.store(r, R_INTERRUPT_STATUS, 0);
     Atomics.store(r, R_STATUS, 0);
+    // Config writes of the old driver instance are not news for the new one.
+    Atomics.store(r, R_CONFIG_DIRTY_HI, 0);
     Atomics.add(r, R_EPOCH, 1);
+  }
+
+  /** Set `bit` in R_PENDING; true when it was clear (the caller then sends the message). */
+  flagPending(bit: number): boolean {
+    return (Atomics.or(this.i32, R_PENDING, bit) & bit) === 0;
+  }
+
+  /** Main thread, before acting on a message: later changes send a new one. */
+  clearPending(bit: number): void {
+    Atomics.and(this.i32, R_PENDING, ~bit);
+  }
+
+  /** The config bytes written since the last call, or null (main thread). */
+  takeConfigWrites(): { offset: number; data: Uint8Array } | null {
+    this.clearPending(PENDING_CONFIG);
+    this.lock();
+    try {
+      const hi = this.i32[R_CONFIG_DIRTY_HI];
+      if (hi === 0) return null;
+      const lo = this.i32[R_CONFIG_DIRTY_LO];
+      this.i32[R_CONFIG_DIRTY_HI] = 0;
+      return { offset: lo, data: this.config.slice(lo, hi) };
+    } finally {
+      this.unlock();
+    }
   }
 }
 
@@ -165,8 +203,27 @@ export function createDevice(ctx: WorkerDeviceContext): WorkerDeviceHandler {
   const { name } = ctx.options as RegisterOptions;
   const log = ctx.log;
 
-  function post(message: TransportMessage): void {
-    ctx.postToMain(message);
+  /** Messages owed by the access being handled; sent after the lock is released. */
+  let owed = 0;
+  const OWE_STATUS = 1;
+  const OWE_CONFIG = 2;
+
+  function statusChanged(): void {
+    if (regs.flagPending(PENDING_STATUS)) owed |= OWE_STATUS;
+  }
+
+  function sendOwed(): void {
+    const o = owed;
+    owed = 0;
+    if (o & OWE_STATUS) ctx.postToMain({ type: 'status' } satisfies TransportMessage);
+    if (o & OWE_CONFIG) ctx.postToMain({ type: 'config' } satisfies TransportMessage);
+  }
+
+  function notify(queue: number): void {
+    // Normally caught in KVM by the ioeventfd (4-byte write, datamatch = queue index); any
+    // other notify (another width, another value) lands here.
+    if (queue >= regs.numQueues) { log('%s: notify for queue %d, which does not exist', name, queue); return; }
+    if (Atomics.exchange(r, regs.q(queue, Q_NOTIFY_PENDING), 1) === 0) ctx.postToMain({ type: 'notify', queue } satisfies TransportMessage);
   }
 
   /** §2.1 / Firecracker set_device_status: each step adds exactly the next bit; others are ignored. */
@@ -175,7 +232,7 @@ export function createDevice(ctx: WorkerDeviceContext): WorkerDeviceHandler {
     if (value === 0) {
       // §2.4.1: "The device MUST reinitialize device status to 0 after receiving a reset."
       regs.resetRegisters();
-      post({ type: 'reset', epoch: regs.epoch });
+      statusChanged();
       return;
     }
     // DEVICE_NEEDS_RESET is the device's bit: a driver echoing it back changes nothing.
@@ -184,7 +241,7 @@ export function createDevice(ctx: WorkerDeviceContext): WorkerDeviceHandler {
     if (value & VIRTIO_CONFIG_S_FAILED) {
       // §2.1: the driver gave up; nothing to do but remember it.
       Atomics.or(r, R_STATUS, VIRTIO_CONFIG_S_FAILED);
-      post({ type: 'failed', epoch: regs.epoch });
+      statusChanged();
       return;
     }
     const added = asked & ~current;
@@ -210,7 +267,7 @@ export function createDevice(ctx: WorkerDeviceContext): WorkerDeviceHandler {
       && base === (VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK)) {
       ok = true;
       Atomics.store(r, R_STATUS, asked);
-      post({ type: 'driver-ok', epoch: regs.epoch });
+      statusChanged();
       return;
     }
     if (!ok) {
@@ -304,11 +361,6 @@ export function createDevice(ctx: WorkerDeviceContext): WorkerDeviceHandler {
         r[regs.q(q, Q_READY)] = value & 1;
         return;
       }
-      case VIRTIO_MMIO_QUEUE_NOTIFY:
-        // Normally caught in KVM by the ioeventfd (4-byte write, datamatch = queue index); any
-        // other notify (another width, another value) lands here.
-        post({ type: 'notify', queue: value >>> 0 });
-        return;
       case VIRTIO_MMIO_INTERRUPT_ACK: Atomics.and(r, R_INTERRUPT_STATUS, ~value); return;
       case VIRTIO_MMIO_STATUS: writeStatus(value >>> 0 & 0xff); return;
       case VIRTIO_MMIO_QUEUE_DESC_LOW: queueSlot(Q_DESC_LO); return;
@@ -337,7 +389,10 @@ export function createDevice(ctx: WorkerDeviceContext): WorkerDeviceHandler {
     let v = BigInt.asUintN(64, BigInt(value));
     for (let i = 0; i < size; i++) { data[i] = Number(v & 0xffn); v >>= 8n; }
     regs.config.set(data, at);
-    post({ type: 'config-write', epoch: regs.epoch, offset: at, data });
+    const hi = r[R_CONFIG_DIRTY_HI];
+    r[R_CONFIG_DIRTY_LO] = hi === 0 ? at : Math.min(r[R_CONFIG_DIRTY_LO], at);
+    r[R_CONFIG_DIRTY_HI] = Math.max(hi, at + size);
+    if (regs.flagPending(PENDING_CONFIG)) owed |= OWE_CONFIG;
   }
 
   return {
@@ -356,14 +411,21 @@ export function createDevice(ctx: WorkerDeviceContext): WorkerDeviceHandler {
       if (offset >= VIRTIO_MMIO_CONFIG) {
         regs.lock();
         try { writeConfig(offset, size, value); } finally { regs.unlock(); }
+        sendOwed();
         return;
       }
       if (!isWordAccess(offset, size)) {
         log('%s: %d-byte write at register 0x%s ignored (registers are 32-bit)', name, size, offset.toString(16));
         return;
       }
+      const word = Number(BigInt.asUintN(32, BigInt(value))) | 0;
+      if (offset === VIRTIO_MMIO_QUEUE_NOTIFY) {
+        notify(word >>> 0);
+        return;
+      }
       regs.lock();
-      try { writeRegister(offset, Number(BigInt.asUintN(32, BigInt(value))) | 0); } finally { regs.unlock(); }
+      try { writeRegister(offset, word); } finally { regs.unlock(); }
+      sendOwed();
     },
   };
 }

@@ -1,8 +1,10 @@
 /**
  * The main-thread half of a virtio-mmio device: owns the shared register file, the queue
  * notification ioeventfds (QueueNotify, datamatch = queue index), the irqfd, and the
- * VirtioDevice. The register file itself runs on the vCPU threads (mmio-registers.ts) and sends
- * DRIVER_OK, reset and config writes here; queues are processed on this thread's event loop.
+ * VirtioDevice. The register file itself runs on the vCPU threads (mmio-registers.ts) and tells
+ * this side to look at the shared state when the status changed (reset, DRIVER_OK, FAILED), the
+ * config was written, or a notify missed the ioeventfd; queues are processed on this thread's
+ * event loop.
  *
  * Epochs: every reset bumps R_EPOCH in the shared state before the main thread hears of it. A
  * queue belongs to the epoch it was activated in and goes dead as soon as the epoch moves on,
@@ -15,15 +17,15 @@ import type {
   WorkerBusDevice,
 } from '../../plugin-api';
 import {
-  VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_CONFIG_S_NEEDS_RESET, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_RING_EVENT_IDX,
+  VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_CONFIG_S_FAILED, VIRTIO_CONFIG_S_NEEDS_RESET, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_RING_EVENT_IDX,
   VIRTIO_MMIO_INT_CONFIG, VIRTIO_MMIO_INT_VRING, VIRTIO_MMIO_QUEUE_NOTIFY, VIRTQ_MAX_SIZE, VMM_VIRTIO_MMIO_SIZE,
 } from './constants';
 import { hasFeature, TRANSPORT_FEATURES } from './device';
 import { createIrqfd, type Irqfd } from './irqfd';
 import {
-  Q_AVAIL_LO, Q_DESC_LO, Q_NUM, Q_NUM_MAX, Q_READY, Q_USED_LO, R_CONFIG_GENERATION, R_DEVICE_FEATURES_HI,
-  R_DEVICE_FEATURES_LO, R_DEVICE_ID, R_INTERRUPT_STATUS, R_STATUS, RegisterFile, type RegisterOptions,
-  type TransportMessage,
+  PENDING_STATUS, Q_AVAIL_LO, Q_DESC_LO, Q_NOTIFY_PENDING, Q_NUM, Q_NUM_MAX, Q_READY, Q_USED_LO, R_CONFIG_GENERATION,
+  R_DEVICE_FEATURES_HI, R_DEVICE_FEATURES_LO, R_DEVICE_ID, R_INTERRUPT_STATUS, R_STATUS, RegisterFile,
+  type RegisterOptions, type TransportMessage,
 } from './mmio-registers';
 import { Queue, validateQueueConfig } from './queue';
 
@@ -43,6 +45,11 @@ export class MmioTransport implements VirtioTransport {
   private queues: (Queue | undefined)[] = [];
   /** Epoch the queues belong to, or -1 when the device is not active. */
   private activeEpoch = -1;
+  /** The register file's epoch when this side last looked: a change is a reset. */
+  private seenEpoch = 0;
+  /** The epoch whose DRIVER_OK was handled (activated, or refused with NEEDS_RESET). */
+  private startedEpoch = -1;
+  private sawFailed = false;
   private halted = false;
   private closed = false;
 
@@ -83,14 +90,41 @@ export class MmioTransport implements VirtioTransport {
   onMessage(message: TransportMessage): void {
     if (this.closed) return;
     switch (message.type) {
-      case 'driver-ok': this.activate(message.epoch); return;
-      case 'reset': this.reset(); return;
-      case 'config-write':
-        if (message.epoch === this.regs.epoch) this.call('writeConfig', () => this.device.writeConfig?.(message.offset, message.data));
+      case 'status': this.syncStatus(); return;
+      case 'config': {
+        const written = this.regs.takeConfigWrites();
+        if (written) this.call('writeConfig', () => this.device.writeConfig?.(written.offset, written.data));
         return;
-      case 'notify': this.queueNotify(message.queue); return;
-      case 'failed': log('%s: the driver set FAILED', this.name); return;
+      }
+      case 'notify': {
+        const q = message.queue;
+        if (!Number.isInteger(q) || q < 0 || q >= this.regs.numQueues) return;
+        Atomics.store(this.regs.i32, this.regs.q(q, Q_NOTIFY_PENDING), 0);
+        this.queueNotify(q);
+        return;
+      }
       default:
+    }
+  }
+
+  /** Act on the status as it is now: however many resets happened, the device resets once. */
+  private syncStatus(): void {
+    const regs = this.regs;
+    regs.clearPending(PENDING_STATUS);
+    const epoch = regs.epoch;
+    const status = regs.status;
+    if (epoch !== this.seenEpoch) {
+      this.seenEpoch = epoch;
+      this.sawFailed = false;
+      this.reset();
+    }
+    if ((status & VIRTIO_CONFIG_S_FAILED) && !this.sawFailed) {
+      this.sawFailed = true;
+      log('%s: the driver set FAILED', this.name);
+    }
+    if ((status & VIRTIO_CONFIG_S_DRIVER_OK) && this.startedEpoch !== epoch) {
+      this.startedEpoch = epoch;
+      this.activate(epoch);
     }
   }
 
@@ -122,7 +156,13 @@ export class MmioTransport implements VirtioTransport {
     if (this.closed) return;
     log('%s: device needs reset: %s', this.name, reason);
     this.halted = true;
-    Atomics.or(this.regs.i32, R_STATUS, VIRTIO_CONFIG_S_NEEDS_RESET);
+    // Under the lock: a vCPU's status write is a read-modify-write that would drop the bit.
+    this.regs.lock();
+    try {
+      Atomics.or(this.regs.i32, R_STATUS, VIRTIO_CONFIG_S_NEEDS_RESET);
+    } finally {
+      this.regs.unlock();
+    }
     // §2.1.2: "If DRIVER_OK is set, after it sets DEVICE_NEEDS_RESET, the device MUST send a device configuration change notification"
     if (this.regs.status & VIRTIO_CONFIG_S_DRIVER_OK) this.signal(VIRTIO_MMIO_INT_CONFIG);
   }
@@ -144,8 +184,6 @@ export class MmioTransport implements VirtioTransport {
 
   private activate(epoch: number): void {
     const regs = this.regs;
-    // A reset after DRIVER_OK already made this activation stale.
-    if (epoch !== regs.epoch) return;
     if (this.activeEpoch === epoch) return;
     const features = regs.driverFeatures();
     const memory = this.env.memory();

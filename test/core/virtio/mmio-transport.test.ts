@@ -23,22 +23,29 @@ class FakeDevice implements VirtioDevice {
   writeConfig(offset: number, data: Uint8Array) { this.configWrites.push([offset, Array.from(data)]); }
 }
 
-function setup() {
+/** `deferred`: messages wait in `queued` until flush(), as when the main thread is busy. */
+function setup(deferred = false) {
   const device = new FakeDevice();
   const mock = new MockQueue(16);
   let interrupts = 0;
   const transport = new MmioTransport(device, 'test-net', { memory: () => mock.memory, interrupt: () => { interrupts++; } });
   device.attach(transport);
   const messages: TransportMessage[] = [];
+  const queued: TransportMessage[] = [];
+  const flush = () => { for (const m of queued.splice(0)) transport.onMessage(m); };
   const bus = transport.busDevice(0xd000_0000);
   const regs: WorkerDeviceHandler = createDevice({
     vcpu: 0, options: bus.worker.options, shared: bus.worker.shared, memory: mock.memory,
     irq: { set: () => undefined, pulse: () => undefined }, log: createDebug('test'),
-    postToMain: (m) => { messages.push(m as TransportMessage); transport.onMessage(m as TransportMessage); },
+    postToMain: (m) => {
+      messages.push(m as TransportMessage);
+      if (deferred) queued.push(m as TransportMessage);
+      else transport.onMessage(m as TransportMessage);
+    },
   });
   const rd = (o: number, size = 4) => regs.read!(o, size) as number;
   const wr = (o: number, v: number, size = 4) => regs.write!(o, size, v);
-  return { device, mock, transport, regs, rd, wr, messages, interrupts: () => interrupts };
+  return { device, mock, transport, regs, rd, wr, messages, flush, interrupts: () => interrupts };
 }
 
 /** The Linux driver's probe sequence up to FEATURES_OK (virtio 1.2 §3.1.1). */
@@ -237,14 +244,26 @@ describe('device status state machine (virtio 1.2 §2.1, §3.1.1)', () => {
     expect(t.device.notifies.length).toBe(before);
   });
 
-  test('a DRIVER_OK message that arrives after a reset is stale and ignored', () => {
-    const t = setup();
+  test('a DRIVER_OK the main thread sees only after a reset is stale: no activation, one reset', () => {
+    const t = setup(true);
     negotiate(t);
     setupQueue(t, 0);
-    const epoch = t.transport.regs.epoch;
+    t.wr(C.VIRTIO_MMIO_STATUS, 0b1111);
     t.wr(C.VIRTIO_MMIO_STATUS, 0);
-    t.transport.onMessage({ type: 'driver-ok', epoch });
+    t.flush();
     expect(t.device.activations.length).toBe(0);
+    expect(t.device.resets).toBe(1);
+  });
+
+  test('a reset and a new DRIVER_OK seen together: the device resets, then activates once', () => {
+    const t = setup(true);
+    driverOk(t);
+    t.flush();
+    expect(t.device.activations.length).toBe(1);
+    driverOk(t);
+    t.flush();
+    expect(t.device.resets).toBe(2);
+    expect(t.device.activations.length).toBe(2);
   });
 
   test('interrupt status and acknowledge', () => {
@@ -278,6 +297,57 @@ describe('device status state machine (virtio 1.2 §2.1, §3.1.1)', () => {
     t.device.throwOnNotify = true;
     driverOk(t);
     expect(t.rd(C.VIRTIO_MMIO_STATUS) & 0x40).toBe(0x40);
+  });
+
+  test('a guest resetting in a loop while the main thread is busy costs one message and one device reset', () => {
+    const t = setup(true);
+    for (let i = 0; i < 1000; i++) t.wr(C.VIRTIO_MMIO_STATUS, 0);
+    expect(t.messages.length).toBe(1);
+    t.flush();
+    expect(t.device.resets).toBe(1);
+    // The flag is cleared before acting: the next reset is news again.
+    t.wr(C.VIRTIO_MMIO_STATUS, 0);
+    expect(t.messages.length).toBe(2);
+  });
+
+  test('config writes are coalesced into one message covering every written byte', () => {
+    const t = setup(true);
+    for (let i = 0; i < 1000; i++) t.wr(0x104, i & 0xff, 1);
+    t.wr(0x101, 0xaa, 1);
+    expect(t.messages.length).toBe(1);
+    t.flush();
+    expect(t.device.configWrites).toEqual([[1, [0xaa, 0x00, 0x12, (1000 - 1) & 0xff]]]);
+  });
+
+  test('config writes of a driver that then reset are dropped', () => {
+    const t = setup(true);
+    t.wr(0x104, 7, 1);
+    t.wr(C.VIRTIO_MMIO_STATUS, 0);
+    t.flush();
+    expect(t.device.configWrites).toEqual([]);
+  });
+
+  test('notifies that miss the ioeventfd: at most one message per queue waits for the main thread', () => {
+    const t = setup(true);
+    driverOk(t);
+    t.flush();
+    const before = t.messages.length;
+    for (let i = 0; i < 1000; i++) { t.wr(C.VIRTIO_MMIO_QUEUE_NOTIFY, 0); t.wr(C.VIRTIO_MMIO_QUEUE_NOTIFY, 1); t.wr(C.VIRTIO_MMIO_QUEUE_NOTIFY, 99); }
+    expect(t.messages.length - before).toBe(2);
+    const notifies = t.device.notifies.length;
+    t.flush();
+    expect(t.device.notifies.length - notifies).toBe(1); // queue 1 is not enabled
+    t.wr(C.VIRTIO_MMIO_QUEUE_NOTIFY, 0);
+    expect(t.messages.length - before).toBe(3);
+  });
+
+  test('a forged message for a queue that does not exist is ignored', () => {
+    const t = setup();
+    driverOk(t);
+    const n = t.device.notifies.length;
+    t.transport.onMessage({ type: 'notify', queue: 1e9 });
+    t.transport.onMessage({ type: 'notify', queue: -1 });
+    expect(t.device.notifies.length).toBe(n);
   });
 
   test('shared memory registers read all ones for a missing region', () => {
