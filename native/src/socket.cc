@@ -114,16 +114,24 @@ Napi::Value UnixAccept(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value UnixConnect(const Napi::CallbackInfo& info) {
-  Args args(info, "unixConnect(path, type)");
+  Args args(info, "unixConnect(path, type, wait?)");
   std::string path = args.Str(0);
   uint32_t type = SocketType(args, 1);
+  bool wait = args.Has(2) ? args.Bool(2) : true;
   Napi::Env env = info.Env();
   sockaddr_un address = UnixAddress(env, path, "connect");
-  UniqueFd fd(Check(env, socket(AF_UNIX, type | SOCK_CLOEXEC, 0), "socket"));
-  // Blocking so a full backlog waits instead of failing with EAGAIN; Unix connects are quick.
-  Check(env, connect(fd.Get(), reinterpret_cast<sockaddr*>(&address), sizeof address), "connect");
-  int flags = Check(env, fcntl(fd.Get(), F_GETFL), "fcntl");
-  Check(env, fcntl(fd.Get(), F_SETFL, flags | O_NONBLOCK), "fcntl");
+  // wait: blocking, so a full backlog waits instead of failing (fine off the main thread, or
+  // for a listener that is known to accept). !wait: never blocks; a full backlog gives null
+  // and the caller tries again later (AF_UNIX has no in-progress state to poll for: Linux
+  // answers EAGAIN and leaves the socket unconnected; EINPROGRESS is handled the same way).
+  UniqueFd fd(Check(env, socket(AF_UNIX, type | SOCK_CLOEXEC | (wait ? 0 : SOCK_NONBLOCK), 0), "socket"));
+  int rc = RetryEintr([&] { return connect(fd.Get(), reinterpret_cast<sockaddr*>(&address), sizeof address); });
+  if (rc < 0 && !wait && (errno == EAGAIN || errno == EINPROGRESS)) return env.Null();
+  Check(env, rc, "connect");
+  if (wait) {
+    int flags = Check(env, fcntl(fd.Get(), F_GETFL), "fcntl");
+    Check(env, fcntl(fd.Get(), F_SETFL, flags | O_NONBLOCK), "fcntl");
+  }
   return Napi::Number::New(env, fd.Release());
 }
 

@@ -80,3 +80,22 @@ export const IN_BUFFER_LEN = VIRTWL_IN_BUFFER_SIZE - CTRL_VFD_SEND_SIZE - 4 * VI
 /** VIRTWL_PFN_SHIFT */
 export const VIRTWL_PFN_SHIFT = 12;
 export const PAGE_SIZE = 1 << VIRTWL_PFN_SHIFT;
+
+// --- how much of a chain the device reads (issue 10, item 2)
+/**
+ * Most payload bytes one VFD_SEND may carry: 4 MiB, KMALLOC_MAX_SIZE on x86-64, the largest
+ * buffer ChromeOS's driver can kzalloc for a whole SEND (header, ids and data in one piece), so
+ * no SEND that driver can build is refused. Wayland messages are at most 4096 bytes; only bulk
+ * writes (clipboard pipes) come near this. A SEND that must wait holds a copy of at most this.
+ */
+export const MAX_SEND_PAYLOAD = 4 * 1024 * 1024;
+/** Most readable bytes of a SEND chain: the fixed part, 28 ids and the largest payload. */
+export const MAX_SEND_CHAIN_BYTES = CTRL_VFD_SEND_SIZE + 4 * VIRTWL_SEND_MAX_ALLOCS + MAX_SEND_PAYLOAD;
+/** What is read of any other command: its largest struct (the kernel's 64-byte ctrl_vfd_new). */
+export const MAX_COMMAND_BYTES = CTRL_VFD_NEW_FULL_SIZE;
+
+// --- work per event-loop turn (issue 10, item 3): each command may make host syscalls
+/** Out-queue commands executed before the device yields to the event loop (setImmediate). */
+export const OUT_COMMANDS_PER_TURN = 256;
+/** …or readable bytes of those commands, whichever comes first. */
+export const OUT_BYTES_PER_TURN = 16 * 1024 * 1024;

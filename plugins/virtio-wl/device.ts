@@ -9,14 +9,31 @@
  *     message turns into at most 29 events (VFD_NEW × fds, then RECV). While events wait for
  *     buffers, every host fd stops being watched, so host data stays in the kernel.
  *   - End of file becomes VFD_HUP, queued after the events of the data read before it.
+ *   - NEW_CTX on a listener whose backlog is full waits (PENDING, retried on a timer) for at
+ *     most limits.connectTimeoutMs; the connect itself never blocks.
+ *   - At most OUT_COMMANDS_PER_TURN commands (or OUT_BYTES_PER_TURN bytes) per event-loop
+ *     turn; the rest runs on a later turn (setImmediate). A queue's pop() may also return null
+ *     because the queue spent its own per-turn budget: it calls queueNotify again later, so
+ *     null means "nothing more now", and queueNotify always means "look again".
+ *
+ * Under VIRTIO_F_RING_EVENT_IDX the driver notifies only when its avail idx passes the
+ * avail_event the device publishes (virtio 1.2 §2.7.10), so every drain ends by re-arming
+ * (enableNotification) and looking once more; a drain that stops early (waiting, or out of
+ * budget) is resumed by the device itself.
+ *
+ * Guest-sized input is bounded before it is read (chain-bytes.ts): a command reads at most its
+ * largest struct, a SEND at most MAX_SEND_CHAIN_BYTES (else RESP_ERR, nothing read). Resources
+ * are bounded by the plugin's limits (limits.ts).
  */
 import type { Debugger } from 'debug';
 import { native } from '../../native';
 import type {
-  GuestShmMapping, VirtioActivation, VirtioChain, VirtioDevice, VirtioQueue,
+  GuestMemory, GuestShmMapping, VirtioActivation, VirtioChain, VirtioDevice, VirtioQueue,
 } from '../../plugin-api';
+import { readableBytes } from './chain-bytes';
 import {
-  IN_BUFFER_LEN, NEXT_VFD_ID_BASE, PAGE_SIZE, VFD_ID_HOST_MASK, VIRTIO_ID_WL, VIRTIO_WL_CMD_VFD_CLOSE,
+  IN_BUFFER_LEN, MAX_COMMAND_BYTES, MAX_SEND_CHAIN_BYTES, NEXT_VFD_ID_BASE, OUT_BYTES_PER_TURN, OUT_COMMANDS_PER_TURN,
+  PAGE_SIZE, VFD_ID_HOST_MASK, VIRTIO_ID_WL, VIRTIO_WL_CMD_VFD_CLOSE,
   VIRTIO_WL_CMD_VFD_DMABUF_SYNC, VIRTIO_WL_CMD_VFD_NEW, VIRTIO_WL_CMD_VFD_NEW_CTX, VIRTIO_WL_CMD_VFD_NEW_CTX_NAMED,
   VIRTIO_WL_CMD_VFD_NEW_DMABUF, VIRTIO_WL_CMD_VFD_NEW_PIPE, VIRTIO_WL_CMD_VFD_SEND, VIRTIO_WL_CMD_VFD_SEND_FOREIGN_ID,
   VIRTIO_WL_F_TRANS_FLAGS, VIRTIO_WL_RESP_ERR, VIRTIO_WL_RESP_INVALID_CMD, VIRTIO_WL_RESP_INVALID_FLAGS,
@@ -24,10 +41,12 @@ import {
   VIRTIO_WL_VFD_CONTROL, VIRTIO_WL_VFD_MAP, VIRTIO_WL_VFD_READ, VIRTIO_WL_VFD_WRITE, VIRTWL_QUEUE_COUNT,
   VIRTWL_QUEUE_SIZE, VIRTWL_SEND_MAX_ALLOCS, VIRTWL_VQ_IN, VIRTWL_VQ_OUT,
 } from './constants';
+import type { WlLimits } from './limits';
 import {
   decodeCtrlVfd, decodeType, decodeVfdNew, decodeVfdNewNamed, decodeVfdSend, encodeHup, encodeRecv,
   encodeRespVfdNew, encodeSimpleResp, encodeVfdNewEvent,
 } from './protocol';
+import { OutgoingSend } from './send';
 import { closeQuietly, WlSocketError, type WlSocketRegistry } from './sockets';
 import { classifyHostFd, Vfd } from './vfd';
 
@@ -36,6 +55,7 @@ export interface WlDeviceEnv {
   /** vmm.mapGuestShm */
   mapShm(fd: number, size: number): GuestShmMapping;
   sockets: WlSocketRegistry;
+  limits: WlLimits;
   log: Debugger;
 }
 
@@ -52,23 +72,23 @@ interface InEvent {
   ids?: number[];
 }
 
-/** A SEND the host has not fully taken yet. */
-interface PendingSend {
+/** A NEW_CTX waiting for a listener whose backlog is full. */
+interface PendingContext {
   chain: VirtioChain;
-  vfd: Vfd;
-  fd: number;
-  isSocket: boolean;
-  data: Uint8Array;
-  offset: number;
-  fds: number[];
-  fdsSent: boolean;
-  /** Listed ids, whose remote pipe ends are dropped once sent. */
-  ids: number[];
+  id: number;
+  name: string;
+  deadline: number;
+  /** Next retry delay (ms), doubling up to CONNECT_RETRY_MAX_MS. */
+  delay: number;
+  timer?: NodeJS.Timeout;
 }
 
 const MAX_HOST_ID = 0x7fffffff;
 /** The largest page-rounded size a u32 `size` field can report. */
 const MAX_ALLOC = 0xfffff000;
+/** Retry delays of a connect to a full backlog: 1, 2, 4 … ms, then every 100 ms. */
+const CONNECT_RETRY_FIRST_MS = 1;
+const CONNECT_RETRY_MAX_MS = 100;
 
 function simple(type: number): Uint8Array {
   return encodeSimpleResp(type);
@@ -82,6 +102,7 @@ export class WlDevice implements VirtioDevice {
   /** §1.4: no configuration space. */
   readonly config = new Uint8Array(0);
 
+  private memory: GuestMemory | undefined;
   private inQueue: VirtioQueue | undefined;
   private outQueue: VirtioQueue | undefined;
   private transition = false;
@@ -90,7 +111,12 @@ export class WlDevice implements VirtioDevice {
   private readonly backlog: InEvent[] = [];
   /** Host fds are not watched for input (events wait, or the guest has no in-queue buffer). */
   private readPaused = false;
-  private blocked: PendingSend | undefined;
+  /** The SEND the out queue waits for (the host did not take it all). */
+  private blocked: OutgoingSend | undefined;
+  /** The NEW_CTX the out queue waits for (the listener's backlog is full). */
+  private connecting: PendingContext | undefined;
+  /** A later turn of processOut, once this one used its budget. */
+  private outTurn: NodeJS.Immediate | undefined;
   private readonly onReady = (vfd: Vfd, events: number, status: number): void => this.ready(vfd, events, status);
 
   constructor(private readonly env: WlDeviceEnv) {}
@@ -100,6 +126,7 @@ export class WlDevice implements VirtioDevice {
   activate(activation: VirtioActivation): void {
     this.clear();
     this.transition = (activation.features & (1n << BigInt(VIRTIO_WL_F_TRANS_FLAGS))) !== 0n;
+    this.memory = activation.memory;
     this.inQueue = activation.queues[VIRTWL_VQ_IN];
     this.outQueue = activation.queues[VIRTWL_VQ_OUT];
     this.env.log('activated (transition flags %s)', this.transition);
@@ -125,36 +152,67 @@ export class WlDevice implements VirtioDevice {
 
   // --- out queue -----------------------------------------------------------------------------
 
+  /** The out queue waits for a SEND or a connect: later commands keep their order behind it. */
+  private get waiting(): boolean {
+    return this.blocked !== undefined || this.connecting !== undefined;
+  }
+
   private processOut(): void {
     const queue = this.outQueue;
-    if (!queue) return;
+    if (!queue || this.outTurn) return;
     let done = 0;
-    while (!this.blocked) {
-      const chain = queue.pop();
-      if (!chain) break;
-      const outcome = this.execute(chain);
-      if (outcome === PENDING) break;
-      queue.pushUsed(chain, chain.writeBytes(outcome));
-      done++;
+    let commands = 0;
+    let bytes = 0;
+    for (;;) {
+      while (!this.waiting) {
+        if (commands >= OUT_COMMANDS_PER_TURN || bytes >= OUT_BYTES_PER_TURN) {
+          // Yield: the control channel, other devices and this device's host fds get their turn.
+          this.resumeOutLater();
+          break;
+        }
+        const chain = queue.pop();
+        if (!chain) break;
+        commands++;
+        bytes += Math.min(chain.readableLength, MAX_SEND_CHAIN_BYTES);
+        const outcome = this.execute(chain);
+        if (outcome === PENDING) break;
+        queue.pushUsed(chain, chain.writeBytes(outcome));
+        done++;
+      }
+      // Waiting (resumeSend / retryConnect drain again), or a later turn is due: re-arm then.
+      if (this.waiting || this.outTurn) break;
+      // §2.7.10: publish avail_event (EVENT_IDX) / clear NO_NOTIFY, then look once more for
+      // chains that came in between. False also while the queue spends its own budget.
+      if (!queue.enableNotification()) break;
     }
     if (done > 0) queue.notify();
   }
 
+  /** Complete a chain that waited, then go on with the commands behind it. */
+  private completeWaiting(chain: VirtioChain, reply: Uint8Array): void {
+    const queue = this.outQueue;
+    if (!queue) return;
+    queue.pushUsed(chain, chain.writeBytes(reply));
+    queue.notify();
+    this.processOut();
+  }
+
   private execute(chain: VirtioChain): Outcome {
-    const bytes = chain.readBytes();
-    const type = decodeType(bytes);
-    if (type === null) return simple(VIRTIO_WL_RESP_ERR);
+    let type: number | null = null;
     try {
+      const head = readableBytes(this.memory!, chain, MAX_COMMAND_BYTES).bytes;
+      type = decodeType(head);
+      if (type === null) return simple(VIRTIO_WL_RESP_ERR);
       switch (type) {
-        case VIRTIO_WL_CMD_VFD_NEW: return this.newAlloc(bytes);
-        case VIRTIO_WL_CMD_VFD_CLOSE: return this.close(bytes);
-        case VIRTIO_WL_CMD_VFD_SEND: return this.send(chain, bytes);
+        case VIRTIO_WL_CMD_VFD_NEW: return this.newAlloc(head);
+        case VIRTIO_WL_CMD_VFD_CLOSE: return this.close(head);
+        case VIRTIO_WL_CMD_VFD_SEND: return this.send(chain);
         case VIRTIO_WL_CMD_VFD_NEW_CTX: {
-          const req = decodeCtrlVfd(bytes);
-          return req ? this.newContext(req.id, '') : simple(VIRTIO_WL_RESP_ERR);
+          const req = decodeCtrlVfd(head);
+          return req ? this.newContext(chain, req.id, '') : simple(VIRTIO_WL_RESP_ERR);
         }
-        case VIRTIO_WL_CMD_VFD_NEW_CTX_NAMED: return this.newContextNamed(bytes);
-        case VIRTIO_WL_CMD_VFD_NEW_PIPE: return this.newPipe(bytes);
+        case VIRTIO_WL_CMD_VFD_NEW_CTX_NAMED: return this.newContextNamed(chain, head);
+        case VIRTIO_WL_CMD_VFD_NEW_PIPE: return this.newPipe(head);
         // §3.9/§3.10: no dmabuf (no GBM) and no GPU: answered as crosvm built without them.
         case VIRTIO_WL_CMD_VFD_NEW_DMABUF:
         case VIRTIO_WL_CMD_VFD_DMABUF_SYNC:
@@ -163,7 +221,7 @@ export class WlDevice implements VirtioDevice {
           return simple(VIRTIO_WL_RESP_INVALID_CMD);
       }
     } catch (error) {
-      this.env.log('command 0x%s failed: %s', type.toString(16), (error as Error)?.stack ?? error);
+      this.env.log('command 0x%s failed: %s', (type ?? 0).toString(16), (error as Error)?.stack ?? error);
       return simple(VIRTIO_WL_RESP_ERR);
     }
   }
@@ -172,6 +230,18 @@ export class WlDevice implements VirtioDevice {
   private badNewId(id: number): Uint8Array | null {
     if ((id & VFD_ID_HOST_MASK) !== 0 || this.vfds.has(id)) return simple(VIRTIO_WL_RESP_INVALID_ID);
     return null;
+  }
+
+  /** VFDs held, counting the one a waiting connect will add. */
+  private get vfdsHeld(): number {
+    return this.vfds.size + (this.connecting ? 1 : 0);
+  }
+
+  /** RESP_OUT_OF_MEMORY (ENOMEM in the guest) when one more VFD would pass maxVfds, else null. */
+  private overVfdLimit(what: string): Uint8Array | null {
+    if (this.vfdsHeld < this.env.limits.maxVfds) return null;
+    this.env.log('%s refused: the guest holds %d VFDs (maxVfds)', what, this.vfdsHeld);
+    return simple(VIRTIO_WL_RESP_OUT_OF_MEMORY);
   }
 
   /** VFD_NEW (§3.3): a memfd mapped into the guest. */
@@ -187,6 +257,14 @@ export class WlDevice implements VirtioDevice {
     }
     const size = Math.ceil(req.size / PAGE_SIZE) * PAGE_SIZE;
     if (size === 0 || size > MAX_ALLOC) return simple(VIRTIO_WL_RESP_ERR);
+    const overVfds = this.overVfdLimit('VFD_NEW');
+    if (overVfds) return overVfds;
+    let held = 0;
+    for (const vfd of this.vfds.values()) held += vfd.guestShmBytes;
+    if (held + size > this.env.limits.maxShmBytes) {
+      this.env.log('VFD_NEW of %d bytes refused: %d of %d bytes (maxShmBytes) in use', size, held, this.env.limits.maxShmBytes);
+      return simple(VIRTIO_WL_RESP_OUT_OF_MEMORY);
+    }
     const fd = native.memfdCreate('virtwl_alloc', size);
     let mapping: GuestShmMapping;
     try {
@@ -198,12 +276,13 @@ export class WlDevice implements VirtioDevice {
     }
     const vfd = new Vfd(req.id);
     vfd.shm = { fd, size, mapping };
+    vfd.guestShmBytes = size;
     this.vfds.set(req.id, vfd);
     return encodeRespVfdNew(req.id, req.flags, vfd.pfn, size);
   }
 
   /** NEW_CTX_NAMED (§3.2): the name up to its first NUL; not UTF-8 → RESP_ERR. */
-  private newContextNamed(bytes: Uint8Array): Outcome {
+  private newContextNamed(chain: VirtioChain, bytes: Uint8Array): Outcome {
     const req = decodeVfdNewNamed(bytes);
     if (!req) return simple(VIRTIO_WL_RESP_ERR);
     let name: string;
@@ -213,23 +292,67 @@ export class WlDevice implements VirtioDevice {
       const bad = this.badNewId(req.id);
       return bad ?? simple(VIRTIO_WL_RESP_ERR);
     }
-    return this.newContext(req.id, name);
+    return this.newContext(chain, req.id, name);
   }
 
-  private newContext(id: number, name: string): Outcome {
+  private newContext(chain: VirtioChain, id: number, name: string): Outcome {
     const bad = this.badNewId(id);
     if (bad) return bad;
-    let opened: { fd: number; release?: () => void };
-    try {
-      opened = this.env.sockets.open(name);
-    } catch (error) {
-      if (!(error instanceof WlSocketError)) throw error;
-      this.env.log('context %d on %o: %s', id, name, error.message);
+    const overVfds = this.overVfdLimit('NEW_CTX');
+    if (overVfds) return overVfds;
+    let contexts = 0;
+    for (const vfd of this.vfds.values()) if (vfd.isContext) contexts++;
+    if (contexts >= this.env.limits.maxContexts) {
+      // As crosvm answers any context it cannot open (ENODEV in the guest).
+      this.env.log('NEW_CTX %d refused: %d contexts open (maxContexts)', id, contexts);
       return simple(VIRTIO_WL_RESP_ERR);
     }
+    return this.connect({ chain, id, name, deadline: Date.now() + this.env.limits.connectTimeoutMs, delay: CONNECT_RETRY_FIRST_MS });
+  }
+
+  /** One connect attempt: the reply, or PENDING with a retry timer while the backlog is full. */
+  private connect(p: PendingContext): Outcome {
+    let opened: { fd: number; release?: () => void } | null;
+    try {
+      opened = this.env.sockets.open(p.name);
+    } catch (error) {
+      if (!(error instanceof WlSocketError)) throw error;
+      this.env.log('context %d on %o: %s', p.id, p.name, error.message);
+      return simple(VIRTIO_WL_RESP_ERR);
+    }
+    if (opened === null) {
+      const left = p.deadline - Date.now();
+      if (left <= 0) {
+        this.env.log('context %d on %o: the listener kept its backlog full for %d ms', p.id, p.name, this.env.limits.connectTimeoutMs);
+        return simple(VIRTIO_WL_RESP_ERR);
+      }
+      this.connecting = p;
+      p.timer = setTimeout(() => this.retryConnect(p), Math.min(p.delay, left));
+      p.delay = Math.min(p.delay * 2, CONNECT_RETRY_MAX_MS);
+      return PENDING;
+    }
+    return this.openContext(p.id, opened);
+  }
+
+  private retryConnect(p: PendingContext): void {
+    if (this.connecting !== p) return;
+    this.connecting = undefined;
+    p.timer = undefined;
+    let outcome: Outcome;
+    try {
+      outcome = this.connect(p);
+    } catch (error) {
+      this.env.log('context %d: %s', p.id, (error as Error)?.stack ?? error);
+      outcome = simple(VIRTIO_WL_RESP_ERR);
+    }
+    if (outcome !== PENDING) this.completeWaiting(p.chain, outcome);
+  }
+
+  private openContext(id: number, opened: { fd: number; release?: () => void }): Uint8Array {
     const vfd = new Vfd(id);
     vfd.socket = opened.fd;
     vfd.releaseName = opened.release;
+    vfd.isContext = true;
     try {
       native.setNonBlocking(opened.fd, true);
     } catch (error) {
@@ -249,6 +372,8 @@ export class WlDevice implements VirtioDevice {
     const bad = this.badNewId(req.id);
     if (bad) return bad;
     if (req.flags !== VIRTIO_WL_VFD_WRITE && req.flags !== VIRTIO_WL_VFD_READ) return simple(VIRTIO_WL_RESP_INVALID_FLAGS);
+    const overVfds = this.overVfdLimit('NEW_PIPE');
+    if (overVfds) return overVfds;
     const [readFd, writeFd] = native.pipe();
     const guestWrites = req.flags === VIRTIO_WL_VFD_WRITE;
     const vfd = new Vfd(req.id);
@@ -292,19 +417,26 @@ export class WlDevice implements VirtioDevice {
     if (this.backlog.length === 0) this.pumpIn();
   }
 
-  /** SEND (§3.5). */
-  private send(chain: VirtioChain, bytes: Uint8Array): Outcome {
+  /** SEND (§3.5): read only once its size is known to be within what the device accepts. */
+  private send(chain: VirtioChain): Outcome {
+    if (chain.readableLength > MAX_SEND_CHAIN_BYTES) {
+      this.env.log('SEND of %d bytes refused: more than %d', chain.readableLength, MAX_SEND_CHAIN_BYTES);
+      return simple(VIRTIO_WL_RESP_ERR);
+    }
+    const { bytes, isView } = readableBytes(this.memory!, chain, MAX_SEND_CHAIN_BYTES);
     const req = decodeVfdSend(bytes, VIRTWL_SEND_MAX_ALLOCS);
     if (!req) return simple(VIRTIO_WL_RESP_ERR);
     if (req.count > VIRTWL_SEND_MAX_ALLOCS) return simple(VIRTIO_WL_RESP_INVALID_CMD);
     if (!req.ids) return simple(VIRTIO_WL_RESP_ERR);
     const fds: number[] = [];
+    const listed: Vfd[] = [];
     for (const id of req.ids) {
-      const listed = this.vfds.get(id);
-      if (!listed) return simple(VIRTIO_WL_RESP_INVALID_ID);
-      const fd = listed.sendFd;
+      const vfd = this.vfds.get(id);
+      if (!vfd) return simple(VIRTIO_WL_RESP_INVALID_ID);
+      const fd = vfd.sendFd;
       if (fd === undefined) return simple(VIRTIO_WL_RESP_INVALID_TYPE);
       fds.push(fd);
+      listed.push(vfd);
     }
     const target = this.vfds.get(req.id);
     if (!target) return simple(VIRTIO_WL_RESP_INVALID_ID);
@@ -317,53 +449,68 @@ export class WlDevice implements VirtioDevice {
     } else {
       return simple(VIRTIO_WL_RESP_INVALID_TYPE);
     }
-    const pending: PendingSend = {
-      chain, vfd: target, fd: target.writeFd!, isSocket, data: req.data.slice(), offset: 0, fds, fdsSent: fds.length === 0, ids: req.ids,
-    };
-    return this.pushSend(pending);
+    // The payload is written from guest memory; only a send that must wait copies it.
+    return this.pushSend(new OutgoingSend(chain, target, target.writeFd!, isSocket, req.data, isView, fds, listed));
   }
 
   /** Write as much as the host takes; RESP_OK when all is out, PENDING when it must wait. */
-  private pushSend(p: PendingSend): Outcome {
+  private pushSend(send: OutgoingSend): Outcome {
+    let state: 'sent' | 'wait';
     try {
-      while (p.offset < p.data.length || !p.fdsSent) {
-        const chunk = p.data.subarray(p.offset);
-        const n = p.isSocket ? native.sendmsg(p.fd, chunk, p.fdsSent ? [] : p.fds) : native.write(p.fd, chunk);
-        if (n < 0) {
-          this.blocked = p;
-          this.updateWatch(p.vfd);
-          return PENDING;
-        }
-        p.fdsSent = true;
-        p.offset += n;
-        if (n === 0 && chunk.length === 0) break;
-      }
+      state = send.push();
     } catch (error) {
-      this.env.log('send on vfd %d: %s', p.vfd.id, (error as Error).message);
+      send.release();
+      this.env.log('send on vfd %d: %s', send.target.id, (error as Error).message);
       return simple(VIRTIO_WL_RESP_ERR);
     }
+    if (state === 'wait') {
+      this.blocked = send;
+      this.updateWatch(send.target);
+      return PENDING;
+    }
+    send.release();
     // §3.5 step 4: the host peer holds the remote pipe ends now.
-    for (const id of p.ids) {
-      const sent = this.vfds.get(id);
-      if (sent?.remotePipe === undefined) continue;
-      sent.dropRemotePipe();
-      this.updateWatch(sent);
+    for (const vfd of send.listed) {
+      if (this.vfds.get(vfd.id) !== vfd || vfd.remotePipe === undefined) continue;
+      vfd.dropRemotePipe();
+      this.updateWatch(vfd);
     }
     return simple(VIRTIO_WL_RESP_OK);
   }
 
-  /** The blocked SEND's socket became writable (or failed). */
+  /** The blocked SEND's fd became writable (or failed). */
   private resumeSend(): void {
-    const p = this.blocked;
-    const queue = this.outQueue;
-    if (!p || !queue) return;
+    const send = this.blocked;
+    if (!send || !this.outQueue) return;
     this.blocked = undefined;
-    const outcome = this.pushSend(p);
+    const outcome = this.pushSend(send);
     if (outcome === PENDING) return;
-    this.updateWatch(p.vfd);
-    queue.pushUsed(p.chain, p.chain.writeBytes(outcome));
+    this.updateWatch(send.target);
+    this.completeWaiting(send.chain, outcome);
+  }
+
+  /** The blocked SEND's target is going away: RESP_ERR (as for EPIPE) before its fd closes. */
+  private failBlockedSend(why: string): void {
+    const send = this.blocked;
+    if (!send) return;
+    this.blocked = undefined;
+    send.release();
+    this.env.log('send on vfd %d failed with %d bytes unsent: %s', send.target.id, send.remaining, why);
+    // Later commands run on a later turn, not inside the host-fd callback that got us here.
+    const queue = this.outQueue;
+    if (!queue) return;
+    queue.pushUsed(send.chain, send.chain.writeBytes(simple(VIRTIO_WL_RESP_ERR)));
     queue.notify();
-    this.processOut();
+    this.resumeOutLater();
+  }
+
+  /** processOut on a later event-loop turn. */
+  private resumeOutLater(): void {
+    if (this.outTurn) return;
+    this.outTurn = setImmediate(() => {
+      this.outTurn = undefined;
+      this.processOut();
+    });
   }
 
   // --- in queue ------------------------------------------------------------------------------
@@ -374,6 +521,7 @@ export class WlDevice implements VirtioDevice {
     if (!queue) return;
     let used = 0;
     while (this.backlog.length > 0) {
+      // null: no buffer now, or the queue spent its per-turn budget (it notifies us again).
       const chain = queue.pop();
       if (!chain) break;
       const event = this.backlog[0];
@@ -429,14 +577,14 @@ export class WlDevice implements VirtioDevice {
       // A guest-write pipe: only its hangup (the reader went away) is news.
       else if (vfd.remotePipe === undefined) events |= native.POLL_DISCONNECT;
     }
-    if (this.blocked?.vfd === vfd) events |= native.POLL_WRITABLE;
+    if (this.blocked?.target === vfd) events |= native.POLL_WRITABLE;
     vfd.watch(fd, events, this.onReady);
   }
 
   private ready(vfd: Vfd, events: number, status: number): void {
     try {
       if (this.vfds.get(vfd.id) !== vfd) return;
-      if (this.blocked?.vfd === vfd && ((events & native.POLL_WRITABLE) || status < 0)) this.resumeSend();
+      if (this.blocked?.target === vfd && ((events & native.POLL_WRITABLE) || status < 0)) this.resumeSend();
       if (this.vfds.get(vfd.id) !== vfd || vfd.hungUp) return;
       const input = status < 0 || (events & (native.POLL_READABLE | native.POLL_DISCONNECT)) !== 0;
       if (!input) return;
@@ -472,10 +620,18 @@ export class WlDevice implements VirtioDevice {
       // CMSG_SPACE rounding can let a few more than asked for through: never announce more than 28.
       for (const extra of r.fds.splice(VIRTWL_SEND_MAX_ALLOCS)) closeQuietly(extra);
       const ids: number[] = [];
+      let dropped = 0;
       for (const hostFd of r.fds) {
+        // Host fds count against maxVfds too: over it, they are closed (the data still goes).
+        if (this.vfdsHeld >= this.env.limits.maxVfds) {
+          closeQuietly(hostFd);
+          dropped++;
+          continue;
+        }
         const id = this.addHostVfd(hostFd, vfd.id);
         if (id !== undefined) ids.push(id);
       }
+      if (dropped > 0) this.env.log('vfd %d: closed %d fds from the host: the guest holds %d VFDs (maxVfds)', vfd.id, dropped, this.vfdsHeld);
       this.backlog.push({ target: vfd.id, bytes: encodeRecv(vfd.id, ids, r.data), ids });
       return;
     }
@@ -496,6 +652,8 @@ export class WlDevice implements VirtioDevice {
   }
 
   private hangUp(vfd: Vfd): void {
+    // A SEND waiting on this fd can never finish: fail it before the fd closes under it.
+    if (this.blocked?.target === vfd) this.failBlockedSend('the host side hung up');
     vfd.closeHostSide();
     vfd.hungUp = true;
     this.backlog.push({ target: vfd.id, bytes: encodeHup(vfd.id) });
@@ -550,10 +708,17 @@ export class WlDevice implements VirtioDevice {
 
   /** Forget the guest's state (activation, reset, shutdown): every VFD is closed. */
   private clear(): void {
+    // What waits is dropped with its chain (the rings are being reset): close what it owns.
+    this.blocked?.release();
+    this.blocked = undefined;
+    if (this.connecting?.timer) clearTimeout(this.connecting.timer);
+    this.connecting = undefined;
+    if (this.outTurn) clearImmediate(this.outTurn);
+    this.outTurn = undefined;
     for (const vfd of this.vfds.values()) vfd.close();
     this.vfds.clear();
     this.backlog.length = 0;
-    this.blocked = undefined;
+    this.memory = undefined;
     this.inQueue = undefined;
     this.outQueue = undefined;
     this.readPaused = false;

@@ -6,25 +6,32 @@
  *   vmm run --plugin virtio-wl='{"sockets":{"":"/run/user/1000/wayland-0","x":"/run/x.sock"}}'
  *
  * Options:
- *   sockets   name → path of a listening Unix stream socket. The unnamed entry ("") is what
- *             NEW_CTX connects to; other names are for NEW_CTX_NAMED. Names are at most 32
- *             bytes. Default {} (add sockets at run time with `wl add`).
+ *   sockets           name → path of a listening Unix stream socket. The unnamed entry ("") is
+ *                     what NEW_CTX connects to; other names are for NEW_CTX_NAMED. Names are at
+ *                     most 32 bytes. Default {} (add sockets at run time with `wl add`).
+ *   maxVfds           VFDs the guest may hold at once, host-created ones included (1024)
+ *   maxContexts       contexts open at once (64)
+ *   maxShmBytes       bytes of VFD_NEW shared memory held at once (the guest's RAM size)
+ *   connectTimeoutMs  how long NEW_CTX waits on a listener with a full backlog (5000)
+ *   (limits.ts says why each default, device.ts what the guest is answered)
  *
  * Files: constants.ts (protocol numbers), protocol.ts (wire structs), vfd.ts (one VFD),
- * sockets.ts (the Listening / NonListening socket map), device.ts (the virtqueues),
- * control.ts (`wl add|list|remove` on the control channel). Shared memory goes through
+ * sockets.ts (the Listening / NonListening socket map), device.ts (the virtqueues), send.ts (a
+ * SEND and what it owns while it waits), chain-bytes.ts (bounded reads of a chain), limits.ts
+ * (the resource options), control.ts (`wl add|list|remove` on the control channel). Shared memory goes through
  * vmm.mapGuestShm (core/memory/shm-window.ts): pfn = guest-physical address >> 12.
  */
 import type { Plugin, Vmm } from '../../plugin-api';
 import { handleWlCommand } from './control';
 import { WlDevice } from './device';
+import { parseLimits, resolveLimits, type WlLimits } from './limits';
 import { checkName, WlSocketRegistry } from './sockets';
 
 export const PLUGIN_NAME = 'virtio-wl';
 const DEVICE_NAME = 'virtio-wl';
-const OPTION_NAMES = ['sockets'];
+const OPTION_NAMES = ['sockets', 'maxVfds', 'maxContexts', 'maxShmBytes', 'connectTimeoutMs'];
 
-export interface WlOptions {
+export interface WlOptions extends Partial<WlLimits> {
   sockets: Record<string, string>;
 }
 
@@ -53,7 +60,7 @@ export function parseOptions(input: unknown): WlOptions {
       sockets[name] = path;
     }
   }
-  return { sockets };
+  return { sockets, ...parseLimits(given) };
 }
 
 /** The device a VM got from this plugin (tests and tools). */
@@ -70,7 +77,9 @@ const plugin: Plugin = {
     const sockets = new WlSocketRegistry();
     for (const [name, path] of Object.entries(options.sockets)) sockets.add(name, { kind: 'listening', path });
     vmm.hooks.createDevices.tapPromise(PLUGIN_NAME, async () => {
-      const device = new WlDevice({ mapShm: (fd, size) => vmm.mapGuestShm(fd, size), sockets, log });
+      const limits = resolveLimits(options, vmm.memory.size);
+      log('limits %o', limits);
+      const device = new WlDevice({ mapShm: (fd, size) => vmm.mapGuestShm(fd, size), sockets, limits, log });
       vmm.addVirtioDevice(device, { name: DEVICE_NAME });
       devices.set(vmm, { device, sockets });
     });

@@ -31,6 +31,15 @@ export class WlSocketError extends Error {
   }
 }
 
+/**
+ * native.unixConnect(path, type, wait = false) (native/src/socket.cc): a non-blocking connect,
+ * null when the backlog is full. native/types.ts still declares the two-argument form only.
+ */
+function connectWithoutWaiting(path: string): number | null {
+  const unixConnect = native.unixConnect as unknown as (path: string, type: number, wait: boolean) => number | null;
+  return unixConnect(path, native.SOCK_STREAM, false);
+}
+
 /** Most numbers tried for one `%d` name. */
 const MAX_NUMBERED = 1_000_000;
 
@@ -68,18 +77,22 @@ export class WlSocketRegistry {
   }
 
   /**
-   * A connected stream fd for a new context on `name` (the caller owns it). Listening: a fresh
-   * connect. Non-listening: its fd, once; `release` (the context's close) then drops the name.
+   * A connected stream fd for a new context on `name` (the caller owns it), or null when the
+   * listener's backlog is full (try again later). Listening: a fresh connect that never blocks
+   * the event loop. Non-listening: its fd, once; `release` (the context's close) then drops the
+   * name.
    */
-  open(name: string): { fd: number; release?: () => void } {
+  open(name: string): { fd: number; release?: () => void } | null {
     const entry = this.entries.get(name);
     if (!entry) throw new WlSocketError('unknown-name', `no wayland socket named '${name}'`);
     if (entry.kind === 'listening') {
+      let fd: number | null;
       try {
-        return { fd: native.unixConnect(entry.path, native.SOCK_STREAM) };
+        fd = connectWithoutWaiting(entry.path);
       } catch (error) {
         throw new WlSocketError('connect', `cannot connect to ${entry.path}: ${(error as Error).message}`);
       }
+      return fd === null ? null : { fd };
     }
     if (entry.consumed) throw new WlSocketError('consumed', `wayland socket '${name}' was already used by a context`);
     entry.consumed = true;

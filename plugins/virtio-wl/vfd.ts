@@ -43,6 +43,10 @@ export class Vfd {
   hungUp = false;
   /** Drops a consumed non-listening socket name when the context closes. */
   releaseName: (() => void) | undefined;
+  /** Opened by the guest's NEW_CTX / NEW_CTX_NAMED: counts against maxContexts until CLOSE. */
+  isContext = false;
+  /** Bytes of guest-allocated shared memory (VFD_NEW): count against maxShmBytes until CLOSE. */
+  guestShmBytes = 0;
   private watcher: FdWatcher | undefined;
   private watching = 0;
   private closed = false;
