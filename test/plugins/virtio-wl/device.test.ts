@@ -17,7 +17,9 @@ const WINDOW = 0x1_0000_0000; // 64 MiB of RAM: the shm window starts at 4 GiB
 const le32 = (b: Uint8Array, off: number): number => Buffer.from(b).readUInt32LE(off);
 const le64 = (b: Uint8Array, off: number): bigint => Buffer.from(b).readBigUInt64LE(off);
 
-describe('virtio-wl device', () => {
+// Every test with the driver negotiating EVENT_IDX (as Linux does) and refusing it: under
+// EVENT_IDX a device that does not re-arm its queues hears only of the first request.
+describe.each([['EVENT_IDX negotiated', true], ['EVENT_IDX refused', false]])('virtio-wl device (%s)', (_mode, eventIdx) => {
   let dir: string;
   let listener: HostListener;
   let other: HostListener;
@@ -27,7 +29,7 @@ describe('virtio-wl device', () => {
     dir = tempDir();
     listener = new HostListener(path.join(dir, 'wayland-0'));
     other = new HostListener(path.join(dir, 'other'));
-    wl = await startWlVm({ sockets: { '': listener.path, x: other.path, gone: path.join(dir, 'nobody') } });
+    wl = await startWlVm({ sockets: { '': listener.path, x: other.path, gone: path.join(dir, 'nobody') } }, [], true, { eventIdx });
   });
 
   afterAll(async () => {

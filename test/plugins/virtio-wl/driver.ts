@@ -2,7 +2,10 @@
  * A guest-side virtio-wl driver for tests: boots a real VM (the probe guest, `wait`) with the
  * virtio-wl plugin, lays out split rings and buffers in its guest RAM (from 8 MiB up), and
  * drives the device the way the transport does (queues over guest memory, activate,
- * queueNotify), reading replies and events back out of guest memory.
+ * queueNotify), reading replies and events back out of guest memory. It notifies the way
+ * Linux's virtio_ring does: with VIRTIO_F_RING_EVENT_IDX only when the avail idx passes the
+ * device's avail_event (so a device that never re-arms loses every request after the first),
+ * without it unless the device set VIRTQ_USED_F_NO_NOTIFY.
  *
  * Also: a host peer (a Unix stream listener standing in for the compositor) built on the native
  * addon, and little encoders for the requests the Linux driver sends.
@@ -12,8 +15,8 @@ import * as os from 'os';
 import * as path from 'path';
 import type { GuestMemory, Plugin } from '../../../plugin-api';
 import { native } from '../../../native';
-import { Queue } from '../../../core/virtio/queue';
-import { VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE } from '../../../core/virtio/constants';
+import { Queue, vringNeedEvent } from '../../../core/virtio/queue';
+import { VIRTIO_F_RING_EVENT_IDX, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, VIRTQ_USED_F_NO_NOTIFY } from '../../../core/virtio/constants';
 import type { Vm } from '../../../core/vm';
 import wlPlugin, { wlDeviceOf } from '../../../plugins/virtio-wl/index';
 import type { WlDevice } from '../../../plugins/virtio-wl/device';
@@ -36,6 +39,8 @@ class Ring {
   readonly used: number;
   availIdx = 0;
   usedSeen = 0;
+  /** avail idx at the last notification decision. */
+  kickedIdx = 0;
 
   constructor(private readonly memory: GuestMemory, base: number, readonly size: number) {
     this.desc = base;
@@ -51,7 +56,12 @@ class Ring {
     this.memory.view(this.desc, this.end - this.desc).fill(0);
     this.availIdx = 0;
     this.usedSeen = 0;
+    this.kickedIdx = 0;
   }
+
+  /** used.flags and used.avail_event: the device's notification suppression (§2.7.10). */
+  usedFlags(): number { return this.memory.readU16(this.used); }
+  availEvent(): number { return this.memory.readU16(this.used + 4 + 8 * this.size); }
 
   setDesc(i: number, addr: number, len: number, flags: number, next = 0): void {
     const at = this.desc + 16 * i;
@@ -94,19 +104,28 @@ export interface CommandOptions {
   raw?: { addr: number; len: number; write: boolean }[];
 }
 
+export interface DriverOptions {
+  /** Negotiate VIRTIO_F_RING_EVENT_IDX (the Linux driver does whenever it is offered). */
+  eventIdx?: boolean;
+}
+
 export class WlDriver {
   readonly memory: GuestMemory;
   readonly inRing: Ring;
   readonly outRing: Ring;
+  readonly eventIdx: boolean;
   interrupts = 0;
+  /** Notifications the device's suppression state made unnecessary. */
+  suppressed = 0;
   private heap: number;
   private readonly inBuffers: number[] = [];
   private nextOutDesc = 0;
   private completed = new Map<number, number>();
   private outHeads: number[] = [];
 
-  constructor(readonly device: WlDevice, memory: GuestMemory, readonly inSize = 64, readonly outSize = 64, base = 8 * MiB) {
+  constructor(readonly device: WlDevice, memory: GuestMemory, options: DriverOptions = {}, readonly inSize = 64, readonly outSize = 64, base = 8 * MiB) {
     this.memory = memory;
+    this.eventIdx = options.eventIdx ?? false;
     this.inRing = new Ring(memory, base, inSize);
     this.outRing = new Ring(memory, Math.ceil(this.inRing.end / 4096) * 4096, outSize);
     this.heap = Math.ceil(this.outRing.end / 4096) * 4096;
@@ -121,8 +140,10 @@ export class WlDriver {
   /** DRIVER_OK: build the queues as the transport does and activate. */
   activate(features = 1n << BigInt(VIRTIO_WL_F_TRANS_FLAGS), postIn = this.inSize): void {
     const hooks = { interrupt: () => { this.interrupts++; }, needsReset: (why: string) => { throw new Error(`needs reset: ${why}`); }, live: () => true };
-    const inQ = new Queue(this.memory, 0, { size: this.inSize, descTable: this.inRing.desc, availRing: this.inRing.avail, usedRing: this.inRing.used }, { eventIdx: false, indirect: false }, hooks);
-    const outQ = new Queue(this.memory, 1, { size: this.outSize, descTable: this.outRing.desc, availRing: this.outRing.avail, usedRing: this.outRing.used }, { eventIdx: false, indirect: false }, hooks);
+    const queueFeatures = { eventIdx: this.eventIdx, indirect: false };
+    const inQ = new Queue(this.memory, 0, { size: this.inSize, descTable: this.inRing.desc, availRing: this.inRing.avail, usedRing: this.inRing.used }, queueFeatures, hooks);
+    const outQ = new Queue(this.memory, 1, { size: this.outSize, descTable: this.outRing.desc, availRing: this.outRing.avail, usedRing: this.outRing.used }, queueFeatures, hooks);
+    if (this.eventIdx) features |= 1n << BigInt(VIRTIO_F_RING_EVENT_IDX);
     this.inRing.reset();
     this.outRing.reset();
     this.completed.clear();
@@ -140,7 +161,20 @@ export class WlDriver {
       this.inRing.setDesc(i, this.inBuffers[i], len, VIRTQ_DESC_F_WRITE);
       this.inRing.addAvail(i);
     }
-    this.device.queueNotify(0);
+    this.kick(this.inRing, 0);
+  }
+
+  /** QueueNotify unless the device asked not to be (virtqueue_kick_prepare). */
+  kick(ring: Ring, index: number): void {
+    const now = ring.availIdx;
+    const old = ring.kickedIdx;
+    ring.kickedIdx = now;
+    const wanted = this.eventIdx ? vringNeedEvent(ring.availEvent(), now, old) : (ring.usedFlags() & VIRTQ_USED_F_NO_NOTIFY) === 0;
+    if (!wanted) {
+      this.suppressed++;
+      return;
+    }
+    this.device.queueNotify(index);
   }
 
   /** In-queue events delivered so far and not yet taken. */
@@ -182,7 +216,7 @@ export class WlDriver {
     });
     this.outRing.addAvail(descs[0]);
     this.outHeads.push(descs[0]);
-    this.device.queueNotify(1);
+    this.kick(this.outRing, 1);
     return { head: descs[0], replyAt, replyLen };
   }
 
@@ -249,13 +283,13 @@ export interface WlVm {
 }
 
 /** Boot the probe guest (`wait`) with virtio-wl (and `extra` plugins) and set up a driver. */
-export async function startWlVm(options: Record<string, unknown>, extra: Plugin[] = [], activate = true): Promise<WlVm> {
+export async function startWlVm(options: Record<string, unknown>, extra: Plugin[] = [], activate = true, driverOptions: DriverOptions = {}): Promise<WlVm> {
   const wl: Plugin = { name: 'virtio-wl', apply: (vmm) => wlPlugin.apply(vmm, options) };
   const run = startGuest({ kernel: PROBE_GUEST, cmdline: 'wait', memory: 64 * MiB }, [wl, ...extra]);
   await run.waitFor('probe: start', 30000);
   const found = wlDeviceOf(run.vm);
   if (!found) throw new Error('the virtio-wl plugin made no device');
-  const driver = new WlDriver(found.device, run.vm.memory);
+  const driver = new WlDriver(found.device, run.vm.memory, driverOptions);
   if (activate) driver.activate();
   return {
     run, vm: run.vm, device: found.device, sockets: found.sockets, driver,
