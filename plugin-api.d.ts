@@ -198,7 +198,11 @@ export interface GuestMemory {
 // ---------------------------------------------------------------------------------------------
 // Bus devices
 
-/** Accesses of 1, 2 or 4 bytes carry a number; 8-byte MMIO accesses carry a bigint. */
+/**
+ * The value of a guest access, exactly `size` bytes, little-endian: a number for accesses of up
+ * to 4 bytes, a bigint for MMIO accesses of 5 to 8 bytes. Ports see 1, 2 and 4 bytes; MMIO
+ * mostly 1, 2, 4 and 8, but KVM reports other sizes for some instructions (3, 5, 6, 7).
+ */
 export type AccessValue = number | bigint;
 
 export interface BusDeviceBase {

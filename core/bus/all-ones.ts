@@ -2,5 +2,5 @@ import type { AccessValue } from '../../plugin-api';
 
 /** What a read from nothing returns on a PC bus: every data line floats high. */
 export function allOnes(size: number): AccessValue {
-  return size === 8 ? 0xffffffffffffffffn : 2 ** (size * 8) - 1;
+  return size > 4 ? (1n << BigInt(8 * Math.min(size, 8))) - 1n : 2 ** (size * 8) - 1;
 }

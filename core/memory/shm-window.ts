@@ -73,7 +73,10 @@ export class ShmWindow {
     const length = Math.ceil(size / SHM_PAGE_SIZE) * SHM_PAGE_SIZE;
     const index = this.free.findIndex((r) => r.end - r.start >= length);
     if (index < 0) throw new VmmError('ERR_SHM_WINDOW_FULL', `no room for ${length} bytes in the guest shared-memory window`);
-    const slot = this.freeSlots.length > 0 ? this.freeSlots.pop()! : this.nextSlot;
+    // The slot is only taken once everything succeeded: a failed mmap (a read-only fd) or KVM
+    // refusal leaves the slot free for the next mapping.
+    const reused = this.freeSlots.length > 0;
+    const slot = reused ? this.freeSlots[this.freeSlots.length - 1] : this.nextSlot;
     if (slot >= MAX_SLOTS) throw new VmmError('ERR_SHM_WINDOW_FULL', 'no KVM memory slot is left for guest shared memory');
     const mapping = native.mmapFd(fd, length, 0);
     const range = this.free[index];
@@ -82,10 +85,10 @@ export class ShmWindow {
       native.setUserMemoryRegion(this.vmFd, slot, gpa, length, mapping.address);
     } catch (error) {
       mapping.close();
-      if (slot !== this.nextSlot) this.freeSlots.push(slot);
       throw error;
     }
-    if (slot === this.nextSlot) this.nextSlot++;
+    if (reused) this.freeSlots.pop();
+    else this.nextSlot++;
     range.start += length;
     if (range.start === range.end) this.free.splice(index, 1);
     const entry: Live = { slot, gpa, size: length, mapping };

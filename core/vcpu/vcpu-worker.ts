@@ -50,7 +50,7 @@ function callMain(event: VcpuEvent, size: number): AccessValue {
   if (Atomics.load(call, CALL_FLAG) === CALL_FAILED) throw new GuestStop();
   const lo = BigInt(call[CALL_RESULT_LO] >>> 0);
   const hi = BigInt(call[CALL_RESULT_HI] >>> 0);
-  return size === 8 ? (hi << 32n) | lo : Number(lo);
+  return size > 4 ? (hi << 32n) | lo : Number(lo);
 }
 
 function makeHandler(bus: 'pio' | 'mmio', spec: WorkerDeviceSpec): Handler {
@@ -89,21 +89,32 @@ function buildBus(kind: 'pio' | 'mmio', specs: WorkerDeviceSpec[]): Bus<Handler>
 }
 
 
+/** `size` bytes little-endian: a number up to 4 bytes, a bigint above (an odd size reads only its own bytes). */
 function readValue(view: DataView, offset: number, size: number): AccessValue {
   switch (size) {
     case 1: return view.getUint8(offset);
     case 2: return view.getUint16(offset, true);
     case 4: return view.getUint32(offset, true);
-    default: return view.getBigUint64(offset, true);
+    case 8: return view.getBigUint64(offset, true);
+    default: {
+      let v = 0n;
+      for (let i = Math.min(size, 8) - 1; i >= 0; i--) v = (v << 8n) | BigInt(view.getUint8(offset + i));
+      return size <= 4 ? Number(v) : v;
+    }
   }
 }
 
+/** Stores exactly `size` bytes of `value`, so an odd-sized read never leaves stale bytes beyond. */
 function writeValue(view: DataView, offset: number, size: number, value: AccessValue): void {
   switch (size) {
     case 1: view.setUint8(offset, Number(value) & 0xff); return;
     case 2: view.setUint16(offset, Number(value) & 0xffff, true); return;
     case 4: view.setUint32(offset, Number(BigInt.asUintN(32, BigInt(value))), true); return;
-    default: view.setBigUint64(offset, BigInt.asUintN(64, BigInt(value)), true);
+    case 8: view.setBigUint64(offset, BigInt.asUintN(64, BigInt(value)), true); return;
+    default: {
+      let v = BigInt.asUintN(64, BigInt(value));
+      for (let i = 0; i < Math.min(size, 8); i++) { view.setUint8(offset + i, Number(v & 0xffn)); v >>= 8n; }
+    }
   }
 }
 

@@ -126,6 +126,50 @@ describe('plugin devices', () => {
     expect(output).toContain('probe: rd32 0xd0001004 = 0x2');
   });
 
+  test('an MMIO access split at a page boundary reaches the device as exactly-sized pieces (3 + 5 bytes)', async () => {
+    const seen: string[] = [];
+    const plugin = devicePlugin((vmm) => {
+      vmm.mmio.register({
+        name: 'two pages', base: 0xd0002000, length: 0x2000,
+        read: (offset, size) => { seen.push(`r+${offset}/${size}`); return size === 3 ? 0xabcdef : 0x0102030405n; },
+        write: (offset, size, value) => { seen.push(`w+${offset}/${size}=${typeof value}:${value.toString(16)}`); },
+      });
+    });
+    const { exit, output } = await runProbe('wr64:0xd0002ffd:0x1122334455667788 rd64:0xd0002ffd', {}, [plugin]);
+    expect(exit.reason).toBe('poweroff');
+    expect(seen).toEqual(['w+4093/3=number:667788', 'w+4096/5=bigint:1122334455', 'r+4093/3', 'r+4096/5']);
+    expect(output).toContain('probe: rd64 0xd0002ffd = 0x102030405abcdef');
+  });
+
+  test('shared memory that cannot be mapped leaves no KVM memory slot taken (more failures than there are slots)', async () => {
+    const dir = fs.mkdtempSync(path.join(require('os').tmpdir(), 'vmm-shm-'));
+    const file = path.join(dir, 'read-only');
+    fs.writeFileSync(file, Buffer.alloc(4096));
+    const readOnly = fs.openSync(file, 'r');
+    const memfd = native.memfdCreate('test-shm', 8192);
+    let failures = 0;
+    let mapped: { gpa: number; size: number } | undefined;
+    try {
+      const { exit } = await runProbe('', {}, [devicePlugin((vmm) => {
+        // A freed slot is reused first: each failure right after an unmap must not lose it.
+        for (let i = 0; i < 600; i++) {
+          vmm.mapGuestShm(memfd, 4096).unmap();
+          try { vmm.mapGuestShm(readOnly, 4096); } catch { failures++; }
+        }
+        const m = vmm.mapGuestShm(memfd, 8192);
+        mapped = { gpa: m.gpa, size: m.size };
+        m.unmap();
+      })]);
+      expect(exit.exitCode).toBe(0);
+    } finally {
+      fs.closeSync(readOnly);
+      native.close(memfd);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+    expect(failures).toBe(600);
+    expect(mapped?.size).toBe(8192);
+  });
+
   test('overlapping devices are refused with both owners named', async () => {
     const plugin = devicePlugin((vmm) => {
       vmm.pio.register({ name: 'mine', base: 0x3fc, length: 2, read: () => 0 });
