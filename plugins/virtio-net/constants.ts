@@ -40,6 +40,16 @@ export const VIRTIO_NET_CONFIG_SIZE = 12;
 export const VIRTIO_NET_HDR_SIZE = 12;
 /** §5.1.6: offset of num_buffers in the header. */
 export const VIRTIO_NET_HDR_NUM_BUFFERS = 10;
+/** §5.1.6 header `flags` (byte 0): the checksum is partial (csum_start/csum_offset say where). */
+export const VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
+/** §5.1.6 header `flags`: the checksum was already validated. */
+export const VIRTIO_NET_HDR_F_DATA_VALID = 2;
+/** §5.1.6 header `gso_type` (byte 1). */
+export const VIRTIO_NET_HDR_GSO_NONE = 0;
+export const VIRTIO_NET_HDR_GSO_TCPV4 = 1;
+export const VIRTIO_NET_HDR_GSO_TCPV6 = 4;
+/** §5.1.6: flag in gso_type: the TCP segments carry ECN (needs GUEST_ECN). */
+export const VIRTIO_NET_HDR_GSO_ECN = 0x80;
 
 /** §5.1.2: receiveq1 is queue 0, transmitq1 queue 1. */
 export const RX_QUEUE = 0;
@@ -74,9 +84,8 @@ export const VMM_NET_MAX_FRAME = VIRTIO_NET_HDR_SIZE + IP_MAX_PACKET + ETH_HLEN 
 export const VMM_NET_BUDGET = 256;
 /**
  * TUNSETOFFLOAD takes the host-wide rtnl lock, and a guest can reset and re-activate the device in
- * a loop. Raising the TAP's offloads waits until this long after the previous raise (the latest
- * wanted value is applied then); lowering is never delayed (a driver must not get offloads it did
- * not accept), and there is only something to lower after a raise, so a reset/activate loop
- * reaches the kernel at most 2 × 1000 / VMM_NET_OFFLOAD_INTERVAL_MS times a second (offloads.ts).
+ * a loop: the TAP's offloads change at most once per this interval (a change that comes sooner
+ * is applied when it ends, with the latest wanted value), so at most 10 ioctls a second.
+ * A benign driver's changes (boot, module reload, reboot) are further apart and never wait.
  */
 export const VMM_NET_OFFLOAD_INTERVAL_MS = 100;

@@ -6,8 +6,9 @@
  *  - tx: tx notify → each chain is written to the TAP as one frame. On EAGAIN the chain is kept
  *    and the TAP is watched for writable; it is retried, never dropped nor sent twice.
  * The TAP reads and writes the same 12-byte virtio_net_hdr_v1 the driver uses, so offloads
- * pass straight through; the TAP's offloads follow what the driver accepted, through
- * TapOffloads, which keeps a guest's reset loop from reaching the host kernel's rtnl lock.
+ * pass straight through; the TAP's offloads follow what the driver accepted (offloads.ts: a
+ * guest's reset loop does not reach the host kernel's rtnl lock, and rx never hands the driver
+ * an offload it did not accept, whatever the TAP has at that moment).
  */
 import type { Debugger } from 'debug';
 import { native, type FdWatcher } from '../../native';
@@ -99,8 +100,10 @@ export class VirtioNetDevice implements VirtioDevice {
       this.transport?.needsReset('virtio-net needs both the receive and the transmit queue');
       return;
     }
-    this.offloads.want(tapOffloadsFor(features));
-    this.rx.start(rx as VirtioQueue, has(features, VIRTIO_NET_F_MRG_RXBUF));
+    // Nothing reaches the kernel when a re-activated driver accepts what the last one did.
+    const accepted = tapOffloadsFor(features);
+    this.offloads.want(accepted);
+    this.rx.start(rx as VirtioQueue, has(features, VIRTIO_NET_F_MRG_RXBUF), accepted);
     this.tx.start(tx as VirtioQueue);
     this.log('active: features 0x%s', features.toString(16));
     this.updateWatch();
@@ -116,8 +119,8 @@ export class VirtioNetDevice implements VirtioDevice {
     this.rx.stop();
     this.tx.stop();
     this.updateWatch();
-    // The next driver may accept fewer offloads; frames queued meanwhile must not use them.
-    if (!this.closed) this.offloads.want(0);
+    // The TAP keeps its offloads (no ioctl per reset): the next activation changes them if its
+    // driver accepts others, and rx checks each frame's header against what the driver took.
   }
 
   shutdown(): void {

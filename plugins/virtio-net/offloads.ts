@@ -1,33 +1,29 @@
 /**
- * The TAP's offloads (TUNSETOFFLOAD) as the driver's features want them, with as few ioctls as
- * that allows. Each TUNSETOFFLOAD takes the host-wide rtnl lock, and a guest can reset and
- * re-activate the device in a loop, so:
- *  - nothing reaches the kernel when the wanted flags are what the TAP has already;
- *  - raising (offloads the TAP does not have yet) happens at most once per interval; a raise
- *    that comes sooner is applied when the interval ends, with the latest wanted value. A TAP
- *    with fewer offloads than the driver accepted is always correct, only slower;
- *  - lowering happens at once: the driver must never get checksum-less or GSO frames it did
- *    not accept. There is only something to lower after a raise, and each lowering removes at
- *    least one of the four flags, so lowerings are bounded by raises;
- *  - after a failed ioctl (the interface went away) every change waits for the interval too,
- *    and is retried only when something is wanted again, never by a timer alone.
- * The device lowers to 0 at every reset, so a reset/activate loop costs the host at most two
- * ioctls per interval (one raise, one lowering).
+ * Offloads between the TAP and the driver.
+ *
+ * TapOffloads sets the TAP's TUNSETOFFLOAD flags to what the driver accepted, with as few ioctls
+ * as that allows: each one takes the host-wide rtnl lock, and a guest can reset and re-activate
+ * the device in a loop. Nothing reaches the kernel when the wanted flags are what the TAP has;
+ * a change reaches it at once if the previous ioctl was at least an interval ago, else when the
+ * interval ends, with the latest wanted value (changes in between coalesce). So the kernel sees
+ * at most 1000 / VMM_NET_OFFLOAD_INTERVAL_MS of these ioctls a second, whatever the guest does.
+ *
+ * While the TAP has offloads the driver did not accept (during that wait, or for frames the TAP
+ * queued before the change), rxHeaderFits keeps them from the driver: the TAP's flags are an
+ * optimization, never what correctness depends on.
  */
 import type { Debugger } from 'debug';
-import { TUN_F_TSO4, TUN_F_TSO6, TUN_F_TSO_ECN, VMM_NET_OFFLOAD_INTERVAL_MS } from './constants';
-
-/** if_tun.h: TSO_ECN means nothing (and TUNSETOFFLOAD refuses it) without TSO4 or TSO6. */
-function consistent(flags: number): number {
-  return flags & (TUN_F_TSO4 | TUN_F_TSO6) ? flags : flags & ~TUN_F_TSO_ECN;
-}
+import {
+  TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_TSO_ECN, VIRTIO_NET_HDR_F_DATA_VALID, VIRTIO_NET_HDR_F_NEEDS_CSUM,
+  VIRTIO_NET_HDR_GSO_ECN, VIRTIO_NET_HDR_GSO_NONE, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6,
+  VMM_NET_OFFLOAD_INTERVAL_MS,
+} from './constants';
 
 export class TapOffloads {
   private applied: number;
   private wanted: number;
-  /** When the last raise, or the last failed ioctl, happened (ms, monotonic). */
-  private lastLimited = -Infinity;
-  private lastFailed = false;
+  /** When the last ioctl was issued (ms, monotonic). */
+  private last = -Infinity;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   /** ioctls issued and how many failed (tests and logs). */
@@ -44,7 +40,7 @@ export class TapOffloads {
     this.wanted = current;
   }
 
-  /** What the TAP has now (what the last successful ioctl set). */
+  /** The flags the TAP has now (what the last successful ioctl set). */
   get current(): number {
     return this.applied;
   }
@@ -64,37 +60,49 @@ export class TapOffloads {
   private update(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    const target = this.wanted;
-    if (target === this.applied) return;
-    const wait = this.lastLimited + this.intervalMs - performance.now();
+    if (this.wanted === this.applied) return;
+    const wait = this.last + this.intervalMs - performance.now();
     if (wait <= 0) {
       // A failure is retried by the next want(), not by a timer: a dead TAP is not polled.
-      this.apply(target, (target & ~this.applied) !== 0);
+      this.apply(this.wanted);
       return;
     }
-    if (!this.lastFailed) {
-      // Too soon to raise: lower at once what the driver did not accept; the raise waits.
-      const lowered = consistent(this.applied & target);
-      if (lowered !== this.applied) this.apply(lowered, false);
-    }
-    if (this.wanted === this.applied) return;
     this.timer = setTimeout(() => this.update(), Math.ceil(wait) + 1);
-    // A pending raise must not keep the process alive.
+    // A pending change must not keep the process alive.
     this.timer.unref();
   }
 
-  private apply(flags: number, limited: boolean): void {
+  private apply(flags: number): void {
     this.stats.ioctls++;
+    this.last = performance.now();
     try {
       this.setOffloads(flags);
       this.applied = flags;
-      this.lastFailed = false;
-      if (limited) this.lastLimited = performance.now();
     } catch (error) {
       this.stats.failed++;
-      this.lastFailed = true;
-      this.lastLimited = performance.now();
       this.log('TUNSETOFFLOAD 0x%s failed: %s', flags.toString(16), (error as Error).message);
     }
+  }
+}
+
+/**
+ * Whether an rx frame's virtio_net_hdr asks only for offloads in `accepted` (TUN_F_* flags, from
+ * the driver's GUEST_* features); clears the advisory flags the driver may not see. §5.1.6.4.1:
+ * without GUEST_CSUM the device sets flags to 0; without the matching GUEST_TSO* (GUEST_UFO and
+ * GUEST_USO are never offered) gso_type is NONE. A frame that needs more is not ours to fix.
+ */
+export function rxHeaderFits(frame: Buffer, accepted: number): boolean {
+  const flags = frame[0];
+  if ((flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && !(accepted & TUN_F_CSUM)) return false;
+  // DATA_VALID says the checksum was checked; anything else (RSC_INFO) we never offered.
+  const keep = accepted & TUN_F_CSUM ? VIRTIO_NET_HDR_F_NEEDS_CSUM | VIRTIO_NET_HDR_F_DATA_VALID : 0;
+  if (flags & ~keep) frame[0] = flags & keep;
+  const gso = frame[1];
+  if (gso === VIRTIO_NET_HDR_GSO_NONE) return true;
+  if ((gso & VIRTIO_NET_HDR_GSO_ECN) && !(accepted & TUN_F_TSO_ECN)) return false;
+  switch (gso & ~VIRTIO_NET_HDR_GSO_ECN) {
+    case VIRTIO_NET_HDR_GSO_TCPV4: return (accepted & TUN_F_TSO4) !== 0;
+    case VIRTIO_NET_HDR_GSO_TCPV6: return (accepted & TUN_F_TSO6) !== 0;
+    default: return false;
   }
 }

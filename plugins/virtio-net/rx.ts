@@ -3,12 +3,15 @@ import type { Debugger } from 'debug';
 import { native } from '../../native';
 import type { VirtioChain, VirtioQueue } from '../../plugin-api';
 import { VIRTIO_NET_HDR_NUM_BUFFERS, VIRTIO_NET_HDR_SIZE, VMM_NET_BUDGET, VMM_NET_MAX_FRAME } from './constants';
+import { rxHeaderFits } from './offloads';
 
 type Delivery = 'delivered' | 'no-buffers' | 'dropped';
 
 export class RxPath {
   private queue: VirtioQueue | undefined;
   private mergeable = false;
+  /** TUN_F_* offloads the driver accepted (its GUEST_* features). */
+  private accepted = 0;
   /** A frame read from the TAP that is waiting for guest buffers. */
   private pending: Buffer | null = null;
   /** No guest buffers: the TAP is not read until the driver adds some. */
@@ -17,9 +20,10 @@ export class RxPath {
   /**
    * Counters (tests and logs). `starved`: times the frame held back found too few buffers and
    * the TAP was left alone until the driver's next notify; `badChains`: rx chains too small
-   * for the header, returned unused.
+   * for the header, returned unused; `offloadDropped` (also in `dropped`): frames with a
+   * checksum or GSO offload the driver did not accept (the TAP still had it).
    */
-  readonly stats = { frames: 0, bytes: 0, dropped: 0, starved: 0, badChains: 0 };
+  readonly stats = { frames: 0, bytes: 0, dropped: 0, starved: 0, badChains: 0, offloadDropped: 0 };
 
   constructor(private readonly fd: number, private readonly log: Debugger, private readonly changed: () => void) {}
 
@@ -27,9 +31,10 @@ export class RxPath {
     return this.queue !== undefined && !this.starved && !this.dead;
   }
 
-  start(queue: VirtioQueue, mergeable: boolean): void {
+  start(queue: VirtioQueue, mergeable: boolean, acceptedOffloads: number): void {
     this.queue = queue;
     this.mergeable = mergeable;
+    this.accepted = acceptedOffloads;
     this.starved = false;
   }
 
@@ -92,6 +97,12 @@ export class RxPath {
   private deliver(queue: VirtioQueue, frame: Buffer): Delivery {
     if (frame.length <= VIRTIO_NET_HDR_SIZE) {
       this.stats.dropped++;
+      return 'dropped';
+    }
+    if (!rxHeaderFits(frame, this.accepted)) {
+      this.stats.dropped++;
+      this.stats.offloadDropped++;
+      this.log('rx frame with offload flags 0x%s gso_type 0x%s the driver did not accept; dropped', frame[0].toString(16), frame[1].toString(16));
       return 'dropped';
     }
     const chains: VirtioChain[] = [];

@@ -26,6 +26,22 @@ export function moveTap(name: string): void {
   ip('-n', NS, 'link', 'set', name, 'up');
 }
 
+/**
+ * No IPv6 on interfaces moved into the namespace from now on: no router solicitations, MLD
+ * reports or DAD probes arriving on the TAP at odd times, for tests that count frames.
+ */
+export function quietNamespace(): void {
+  execFileSync('ip', ['netns', 'exec', NS, 'sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
+}
+
+/** The namespace's end of a TAP: its MAC, and a static neighbour entry for the guest (no ARP). */
+export function hostEnd(tap: string, guestMac: Uint8Array): Uint8Array {
+  const mac = Array.from(guestMac, (b) => b.toString(16).padStart(2, '0')).join(':');
+  ip('-n', NS, 'neigh', 'replace', GUEST_IP, 'lladdr', mac, 'dev', tap);
+  const [{ address }] = JSON.parse(ip('-n', NS, '-j', 'link', 'show', 'dev', tap)) as { address: string }[];
+  return Uint8Array.from(address.split(':').map((h) => parseInt(h, 16)));
+}
+
 export function deleteNamespace(): void {
   try { ip('netns', 'del', NS); } catch { /* already gone */ }
 }

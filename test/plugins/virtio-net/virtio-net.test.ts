@@ -6,8 +6,6 @@
 import createDebug from 'debug';
 import { native } from '../../../native';
 import { GuestMemory } from '../../../core/memory/guest-memory';
-import { VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE } from '../../../core/virtio/constants';
-import { Queue } from '../../../core/virtio/queue';
 import { MockQueue } from '../../../core/virtio/testing/mock-queue';
 import { VirtioNetDevice, offeredFeatures, tapOffloadsFor } from '../../../plugins/virtio-net/device';
 import plugin, { defaultMac, parseOptions } from '../../../plugins/virtio-net/index';
@@ -15,113 +13,26 @@ import { openTap, type Tap } from '../../../plugins/virtio-net/tap';
 import { TxPath } from '../../../plugins/virtio-net/tx';
 import * as C from '../../../plugins/virtio-net/constants';
 import {
-  arpRequest, createNamespace, deleteNamespace, GUEST_IP, HOST_IP, icmpEcho, ip, ipBytes, moveTap, NS, parseFrame, udpBurstFromNamespace,
-  udpEchoFromNamespace, udpFrame,
+  arpRequest, createNamespace, deleteNamespace, GUEST_IP, HOST_IP, icmpEcho, ip, moveTap, NS, udpBurstFromNamespace,
+  udpEchoFromNamespace,
   type Parsed,
 } from './net-fixture';
 import { until } from '../../helpers/wait';
+import { HDR, MockNetDriver, MRG_FEATURES } from './mock-driver';
 
 const log = createDebug('vmm:virtio-net');
 const GUEST_MAC = Uint8Array.of(0x02, 0x00, 0x00, 0xaa, 0xbb, 0xcc);
-const HDR = C.VIRTIO_NET_HDR_SIZE;
-const BUF = 2048;
-const QSIZE = 16;
-const RX_BUFS = 0x100000;
 const TX_BUFS = 0x200000;
 
-/** The driver half, written the way Linux's virtio_net would use the rings. */
-class Driver {
-  readonly memory = new GuestMemory([{ guestAddress: 0, size: 4 << 20, buffer: new ArrayBuffer(4 << 20) }]);
-  readonly rxq = new MockQueue(QSIZE, 0, 0x1000, this.memory);
-  readonly txq = new MockQueue(QSIZE, 0, 0x8000, this.memory);
-  interrupts = 0;
-  readonly rx: Queue;
-  readonly tx: Queue;
-  private rxSeen = 0;
-  private txNext = 0;
-  private rxPosted = 0;
-  readonly frames: Parsed[] = [];
-
-  constructor(readonly device: VirtioNetDevice, readonly features: bigint) {
-    const hooks = (index: number) => ({
-      interrupt: () => { this.interrupts++; },
-      needsReset: (r: string) => { throw new Error(`needs reset: ${r}`); },
-      live: () => true,
-      // The queue yielded (descriptor budget): the transport notifies the device again.
-      resume: () => device.queueNotify(index),
-    });
-    this.rx = this.rxq.create({ eventIdx: true, indirect: true }, hooks(C.RX_QUEUE), C.RX_QUEUE);
-    this.tx = this.txq.create({ eventIdx: true, indirect: true }, hooks(C.TX_QUEUE), C.TX_QUEUE);
-    device.activate({ features, queues: [this.rx, this.tx], memory: this.memory });
-  }
-
-  /** Make `n` more receive buffers available (descriptor i ↔ buffer i, reused round-robin). */
-  postRx(n: number, notify = true): void {
-    // Only buffers the device gave back (and we collected) can be posted again.
-    n = Math.min(n, QSIZE - (this.rxPosted - this.rxSeen));
-    for (let k = 0; k < n; k++) {
-      const i = this.rxPosted++ % QSIZE;
-      this.rxq.setDesc(i, { addr: RX_BUFS + i * BUF, len: BUF, flags: VIRTQ_DESC_F_WRITE });
-      this.rxq.addAvail(i);
-    }
-    if (notify) this.device.queueNotify(C.RX_QUEUE);
-  }
-
-  /** Collect frames the device put in the used ring (merged buffers joined by num_buffers). */
-  collect(): Parsed[] {
-    const got: Parsed[] = [];
-    while (this.rxSeen !== this.rxq.usedIdx()) {
-      const first = this.rxq.used(this.rxSeen);
-      const numBuffers = this.memory.readU16(RX_BUFS + first.id * BUF + C.VIRTIO_NET_HDR_NUM_BUFFERS);
-      const parts: Uint8Array[] = [];
-      for (let k = 0; k < numBuffers; k++) {
-        const u = this.rxq.used(this.rxSeen++);
-        parts.push(this.memory.read(RX_BUFS + u.id * BUF, u.len));
-      }
-      const all = Buffer.concat(parts);
-      const frame = parseFrame(all.subarray(HDR));
-      got.push(frame);
-      this.frames.push(frame);
-    }
-    return got;
-  }
-
-  /** Transmit a frame; `split` puts the header in its own descriptor, as Linux often does. */
-  send(frame: Uint8Array, split = true): void {
-    const slot = (this.txNext++ % (QSIZE / 2)) * 2;
-    const at = TX_BUFS + slot * BUF;
-    this.memory.write(at, new Uint8Array(HDR));
-    this.memory.write(at + HDR, frame);
-    if (split) {
-      this.txq.setDesc(slot, { addr: at, len: HDR, flags: VIRTQ_DESC_F_NEXT, next: slot + 1 });
-      this.txq.setDesc(slot + 1, { addr: at + HDR, len: frame.length });
-    } else {
-      this.txq.setDesc(slot, { addr: at, len: HDR + frame.length });
-    }
-    this.txq.addAvail(slot);
-    this.device.queueNotify(C.TX_QUEUE);
-  }
-
-  /** Answer ARP and ping for GUEST_IP (what a guest kernel would do). */
-  respond(frames: Parsed[]): void {
-    for (const f of frames) {
-      if (f.arp && f.arp.op === 1 && f.arp.targetIp === GUEST_IP) {
-        this.send(Uint8Array.from([...f.src, ...GUEST_MAC, 0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 2,
-          ...GUEST_MAC, ...ipBytes(GUEST_IP), ...f.arp.senderMac, ...ipBytes(f.arp.senderIp)]));
-      }
-      const icmp = f.ipv4?.icmp;
-      if (icmp && icmp.type === 8 && f.ipv4!.dst === GUEST_IP) {
-        this.send(icmpEcho(GUEST_MAC, Uint8Array.from(f.src), GUEST_IP, f.ipv4!.src, 0, icmp.id, icmp.seq, icmp.payload));
-      }
-      const udp = f.ipv4?.udp;
-      if (udp && f.ipv4!.dst === GUEST_IP) {
-        this.send(udpFrame(GUEST_MAC, Uint8Array.from(f.src), GUEST_IP, f.ipv4!.src, udp.dstPort, udp.srcPort, udp.payload));
-      }
-    }
+/** The mock driver, answering for GUEST_IP. */
+class Driver extends MockNetDriver {
+  respondAll(frames: Parsed[]): void {
+    this.respond(frames, GUEST_MAC, GUEST_IP);
   }
 }
 
-const FEATURES = (1n << 32n) | (1n << BigInt(C.VIRTIO_NET_F_MRG_RXBUF)) | (1n << BigInt(C.VIRTIO_NET_F_MAC)) | (1n << BigInt(C.VIRTIO_NET_F_STATUS));
+const FEATURES = MRG_FEATURES;
+const QSIZE = 16;
 
 describe('virtio-net over a real TAP in a network namespace', () => {
   let tap: Tap;
@@ -163,7 +74,7 @@ describe('virtio-net over a real TAP in a network namespace', () => {
     const hostMac = driver.frames.find((f) => f.arp?.op === 2)!.src;
     const payload = Uint8Array.from({ length: 56 }, (_, i) => i);
     driver.postRx(4);
-    driver.send(icmpEcho(GUEST_MAC, Uint8Array.from(hostMac), GUEST_IP, HOST_IP, 8, 0x1234, 1, payload), false);
+    driver.send(icmpEcho(GUEST_MAC, Uint8Array.from(hostMac), GUEST_IP, HOST_IP, 8, 0x1234, 1, payload), { split: false });
     const reply = await until('an echo reply', () => driver.collect().find((f) => f.ipv4?.icmp?.type === 0 && f.ipv4.icmp.id === 0x1234));
     expect(Array.from(reply.ipv4!.icmp!.payload)).toEqual(Array.from(payload));
   });
@@ -172,7 +83,7 @@ describe('virtio-net over a real TAP in a network namespace', () => {
     driver.postRx(QSIZE);
     const timer = setInterval(() => {
       const frames = driver.collect();
-      driver.respond(frames);
+      driver.respondAll(frames);
       if (frames.length > 0) driver.postRx(frames.length);
     }, 5);
     try {
