@@ -5,6 +5,9 @@
 #include "string.h"
 
 #define barrier() __asm__ volatile("" ::: "memory")
+/* x86 may let a load pass an earlier store: the avail idx must be visible
+ * before the device's suppression state is read (Linux: virtio_mb). */
+#define mb() __asm__ volatile("mfence" ::: "memory")
 
 static uint32_t rd(struct virtio_dev *d, uint32_t off) { return mmio_read32(d->base + off); }
 static void wr(struct virtio_dev *d, uint32_t off, uint32_t v) { mmio_write32(d->base + off, v); }
@@ -131,6 +134,17 @@ int virtq_add(struct virtq *q, const struct virtq_buf *bufs, unsigned n)
 
 void virtq_kick(struct virtio_dev *dev, unsigned queue)
 {
+	struct virtq *q = &dev->q[queue];
+	uint16_t now = *(volatile uint16_t *)&q->avail.idx, old = q->kicked;
+	q->kicked = now;
+	mb();
+	if (dev->features & VIRTIO_F_RING_EVENT_IDX) {
+		/* vring_need_event(avail_event, now, old) */
+		uint16_t event = *(volatile uint16_t *)&q->used.avail_event;
+		if ((uint16_t)(now - event - 1) >= (uint16_t)(now - old)) return;
+	} else if (*(volatile uint16_t *)&q->used.flags & VIRTQ_USED_F_NO_NOTIFY) {
+		return;
+	}
 	wr(dev, VIRTIO_MMIO_QUEUE_NOTIFY, queue);
 }
 

@@ -45,9 +45,14 @@
 #define VIRTIO_STATUS_FAILED		128
 
 #define VIRTIO_F_VERSION_1		(1ull << 32)
+/* The driver notifies only when avail idx passes the device's avail_event,
+ * and the device interrupts only past used_event (virtio 1.2 §2.7.10). */
+#define VIRTIO_F_RING_EVENT_IDX		(1ull << 29)
 
 #define VIRTQ_DESC_F_NEXT		1
 #define VIRTQ_DESC_F_WRITE		2
+/* used.flags: the device asks not to be notified (without EVENT_IDX). */
+#define VIRTQ_USED_F_NO_NOTIFY		1
 
 /* Entries per queue (the device may offer more; 16 is what crosvm/2020 offered). */
 #define VIRTQ_SIZE			16
@@ -87,6 +92,7 @@ struct virtq {
 	uint16_t last_used;
 	uint16_t free_head;	/* free descriptors, chained through .next */
 	uint16_t num_free;
+	uint16_t kicked;	/* avail idx at the last notification decision */
 };
 
 struct virtio_dev {
@@ -106,14 +112,17 @@ struct virtq_buf {
 /* The first virtio-mmio device with `device_id` among the cmdline's
  * `virtio_mmio.device=SIZE@BASE:IRQ` entries (what vmm adds); 0 if none. */
 uintptr_t virtio_find(const char *cmdline, uint32_t device_id);
-/* Reset, ACK, DRIVER, negotiate (wanted & offered; VERSION_1 required),
+/* Reset, ACK, DRIVER, negotiate (wanted & offered; VERSION_1 required; add
+ * VIRTIO_F_RING_EVENT_IDX to `wanted` to use event indices),
  * set up `nqueues` queues of VIRTQ_SIZE, DRIVER_OK. 0 on success, else a
  * negative step number (also printed on serial). */
 int virtio_init(struct virtio_dev *dev, uintptr_t base, uint64_t wanted, unsigned nqueues);
 /* Put a chain on the available ring (not notified yet). Returns its head, or
  * -1 when the queue lacks free descriptors. */
 int virtq_add(struct virtq *q, const struct virtq_buf *bufs, unsigned n);
-/* QueueNotify. */
+/* QueueNotify, unless the device suppressed it as Linux's driver would see it:
+ * with EVENT_IDX negotiated only when avail idx passed avail_event since the
+ * last kick, without it unless used.flags has NO_NOTIFY. */
 void virtq_kick(struct virtio_dev *dev, unsigned queue);
 /* The next used chain's head (its descriptors are freed) with its used
  * length in *len, or -1 when none is new. Reads only guest RAM. */

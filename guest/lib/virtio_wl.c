@@ -31,7 +31,12 @@ int wl_init(const char *cmdline)
 		serial_printf("wl: no virtio-wl device on the command line\n");
 		return -1;
 	}
-	if (virtio_init(&wl_dev, (uintptr_t)base, VIRTIO_WL_F_TRANS_FLAGS, 2) != 0) return -1;
+	/* event_idx=0 refuses VIRTIO_F_RING_EVENT_IDX; by default it is negotiated
+	 * when offered, as Linux's virtio_ring does. */
+	uint64_t wanted = VIRTIO_WL_F_TRANS_FLAGS;
+	if (cmdline_u64_or(cmdline, "event_idx", 1)) wanted |= VIRTIO_F_RING_EVENT_IDX;
+	if (virtio_init(&wl_dev, (uintptr_t)base, wanted, 2) != 0) return -1;
+	serial_printf("wl: event_idx %s\n", (wl_dev.features & VIRTIO_F_RING_EVENT_IDX) ? "on" : "off");
 	for (unsigned i = 0; i < VIRTQ_SIZE; i++) post_in(i);
 	virtq_kick(&wl_dev, Q_IN);
 	return 0;

@@ -1,7 +1,8 @@
 /* A minimal polled virtio-wl (virtio id 63) driver on top of virtio.h, enough
  * for test guests to open contexts, send bytes and read events:
  *
- *   if (wl_init(cmdline)) fail;          // device from the cmdline (or wl=0x…)
+ *   if (wl_init(cmdline)) fail;          // device from the cmdline (or wl=0x…);
+ *                                        // event_idx=0 refuses EVENT_IDX (default: on)
  *   int ctx = wl_new_ctx(NULL);          // NULL: the unnamed socket; else a name
  *   wl_send(ctx, bytes, n);
  *   struct wl_event ev;

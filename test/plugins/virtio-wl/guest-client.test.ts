@@ -22,17 +22,20 @@ describe('bare-metal virtio-wl guest against weston (headless)', () => {
     await weston?.stop();
   });
 
-  test("the guest's own driver gets weston's globals (wl_compositor, wl_shm) and the sync callback", async () => {
-    weston = await startHeadlessWeston('vmm-wl-guest-');
+  // The guest library negotiates EVENT_IDX unless told `event_idx=0`, and kicks only when the
+  // device's avail_event asks for it, as Linux does: both ways must work.
+  test.each([['negotiated', 'on', ''], ['refused', 'off', 'event_idx=0']])("the guest's own driver (EVENT_IDX %s) gets weston's globals (wl_compositor, wl_shm) and the sync callback", async (_mode, state, cmdline) => {
+    weston ??= await startHeadlessWeston('vmm-wl-guest-');
     const socket = weston.socket;
 
     const wl: Plugin = { name: 'virtio-wl', apply: (vmm) => wlPlugin.apply(vmm, { sockets: { '': socket } }) };
-    const run = startGuest({ kernel: WL_CLIENT_GUEST, memory: 64 * MiB }, [wl]);
+    const run = startGuest({ kernel: WL_CLIENT_GUEST, memory: 64 * MiB, cmdline }, [wl]);
     const timer = setTimeout(() => { void run.vm.stop(); }, 90_000);
     const exit = await run.exit;
     clearTimeout(timer);
     const out = run.output();
     expect({ reason: exit.reason, out }).toEqual({ reason: 'poweroff', out: expect.stringContaining('wl: done') });
+    expect(out).toContain(`wl: event_idx ${state}\n`);
     expect(out).toMatch(/^wl: global wl_compositor v\d+$/m);
     expect(out).toMatch(/^wl: global wl_shm v\d+$/m);
     // Every global comes before the callback, as the compositor sends them.
