@@ -102,6 +102,8 @@ export interface CommandOptions {
   split?: number[];
   /** Raw descriptors instead (hostile tests). */
   raw?: { addr: number; len: number; write: boolean }[];
+  /** Notify the device (as the driver's kick decides); false: only make the chain available. */
+  notify?: boolean;
 }
 
 export interface DriverOptions {
@@ -216,7 +218,7 @@ export class WlDriver {
     });
     this.outRing.addAvail(descs[0]);
     this.outHeads.push(descs[0]);
-    this.kick(this.outRing, 1);
+    if (options.notify !== false) this.kick(this.outRing, 1);
     return { head: descs[0], replyAt, replyLen };
   }
 
@@ -306,8 +308,8 @@ export function tempDir(prefix = 'vmm-wl-'): string {
 /** A listening Unix stream socket: the compositor stand-in. */
 export class HostListener {
   readonly fd: number;
-  constructor(readonly path: string) {
-    this.fd = native.unixListen(path, native.SOCK_STREAM, 16);
+  constructor(readonly path: string, backlog = 16) {
+    this.fd = native.unixListen(path, native.SOCK_STREAM, backlog);
   }
 
   async accept(timeoutMs = 5000): Promise<HostConn> {
@@ -367,4 +369,9 @@ export class HostConn {
 
 export function openFdCount(): number {
   return fs.readdirSync('/proc/self/fd').length;
+}
+
+/** What an fd of this process is (`socket:[123]`, `/memfd:x (deleted)`, …). */
+export function fdTarget(fd: number): string {
+  return fs.readlinkSync(`/proc/self/fd/${fd}`);
 }
