@@ -33,10 +33,14 @@ export interface DriverOptions {
   /** Queue size (both queues); at most 256 (the device's maximum). */
   size?: number;
   eventIdx?: boolean;
+  /** Guest RAM to reuse (a driver after a reset); its rings are cleared. Default: a fresh 4 MiB. */
+  memory?: GuestMemory;
 }
 
+const MEMORY_SIZE = 4 << 20;
+
 export class MockNetDriver {
-  readonly memory = new GuestMemory([{ guestAddress: 0, size: 4 << 20, buffer: new ArrayBuffer(4 << 20) }]);
+  readonly memory: GuestMemory;
   readonly size: number;
   readonly rxq: MockQueue;
   readonly txq: MockQueue;
@@ -57,6 +61,9 @@ export class MockNetDriver {
 
   constructor(readonly device: VirtioNetDevice, readonly features: bigint, options: DriverOptions = {}) {
     this.size = options.size ?? 16;
+    this.memory = options.memory ?? new GuestMemory([{ guestAddress: 0, size: MEMORY_SIZE, buffer: new ArrayBuffer(MEMORY_SIZE) }]);
+    // As a driver does before it hands the rings over: indices and flags start at 0.
+    if (options.memory) this.memory.write(RX_RING, new Uint8Array(RX_BUFS - RX_RING));
     this.rxq = new MockQueue(this.size, 0, RX_RING, this.memory);
     this.txq = new MockQueue(this.size, 0, TX_RING, this.memory);
     const hooks = (index: number) => ({
