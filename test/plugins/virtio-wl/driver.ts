@@ -123,7 +123,6 @@ export class WlDriver {
   private readonly inBuffers: number[] = [];
   private nextOutDesc = 0;
   private completed = new Map<number, number>();
-  private outHeads: number[] = [];
 
   constructor(readonly device: WlDevice, memory: GuestMemory, options: DriverOptions = {}, readonly inSize = 64, readonly outSize = 64, base = 8 * MiB) {
     this.memory = memory;
@@ -137,6 +136,15 @@ export class WlDriver {
     const at = this.heap;
     this.heap += Math.ceil(len / 64) * 64;
     return at;
+  }
+
+  /** Where alloc() stands; heapRelease(mark) frees everything allocated since (long runs). */
+  heapMark(): number {
+    return this.heap;
+  }
+
+  heapRelease(mark: number): void {
+    this.heap = mark;
   }
 
   /** DRIVER_OK: build the queues as the transport does and activate. */
@@ -217,7 +225,6 @@ export class WlDriver {
       this.outRing.setDesc(descs[k], p.addr, p.len, (p.write ? VIRTQ_DESC_F_WRITE : 0) | (last ? 0 : VIRTQ_DESC_F_NEXT), last ? 0 : descs[k + 1]);
     });
     this.outRing.addAvail(descs[0]);
-    this.outHeads.push(descs[0]);
     if (options.notify !== false) this.kick(this.outRing, 1);
     return { head: descs[0], replyAt, replyLen };
   }
