@@ -19,15 +19,15 @@
  * way: V8's young generation and the allocator's arenas grow to their working size over the
  * first tens of thousands of frames, tens of MiB, then stay) and the end. Needs root (a netns).
  */
+import createDebug from 'debug';
+import * as fs from 'fs';
+import * as v8 from 'v8';
+import * as vm from 'vm';
 import * as C from '../../plugins/virtio-net/constants';
 import { VirtioNetDevice } from '../../plugins/virtio-net/device';
 import { openTap } from '../../plugins/virtio-net/tap';
 import { MockNetDriver, MRG_FEATURES, PLAIN_FEATURES, SPARE } from '../../test/plugins/virtio-net/mock-driver';
 import { createNamespace, deleteNamespace, GUEST_IP, HOST_IP, hostEnd, icmpEcho, ip, moveTap, NS, quietNamespace } from '../../test/plugins/virtio-net/net-fixture';
-import createDebug from 'debug';
-import * as fs from 'fs';
-import * as v8 from 'v8';
-import * as vm from 'vm';
 
 export const defaultCount = 1_000_000;
 
