@@ -122,7 +122,7 @@ class Guest {
       this.peer?.pump();
       const value = fn();
       if (value !== undefined) return value;
-      if (Date.now() > deadline) throw new Error(`no progress for ${STALL_MS} ms waiting for ${what}`);
+      if (Date.now() > deadline) throw new Error(`no progress for ${STALL_MS} ms waiting for ${what}; ${this.state()}`);
       await turn();
     }
   }
@@ -207,6 +207,15 @@ class Guest {
 
   get vfds(): number {
     return this.wl.device.vfdCount;
+  }
+
+  /** The device's and the rings' state, for a stall's error. */
+  private state(): string {
+    const device = this.wl.device as unknown as { blocked?: unknown; connecting?: unknown; readPaused: boolean; backlog: unknown[] };
+    const d = this.driver;
+    return `device: ${device.blocked ? 'a SEND waits, ' : ''}${device.connecting ? 'a connect waits, ' : ''}reading ${device.readPaused ? 'paused' : 'on'}, ` +
+      `${device.backlog.length} events waiting; in ring avail ${d.inRing.availIdx} used ${d.inRing.usedIdx()} event ${d.inRing.availEvent()} kicked ${d.inRing.kickedIdx} device next ${(device as unknown as { inQueue: { nextAvail: number } }).inQueue.nextAvail}; ` +
+      `out ring avail ${d.outRing.availIdx} used ${d.outRing.usedIdx()} event ${d.outRing.availEvent()}; ${d.suppressed} kicks suppressed`;
   }
 }
 

@@ -589,7 +589,10 @@ export class WlDevice implements VirtioDevice {
       const input = status < 0 || (events & (native.POLL_READABLE | native.POLL_DISCONNECT)) !== 0;
       if (!input) return;
       if (this.readPaused || this.backlog.length > 0 || !this.hasInBuffer()) {
-        this.setReadPaused(true);
+        // Not now. pumpIn delivers what waits and, when the guest is out of buffers, re-arms
+        // the in queue before it pauses reading: under EVENT_IDX a driver posting buffers kicks
+        // only past avail_event, so pausing without re-arming would pause for good.
+        this.pumpIn();
         return;
       }
       if (vfd.readFd !== undefined) this.readOnce(vfd);

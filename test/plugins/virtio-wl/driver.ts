@@ -149,10 +149,16 @@ export class WlDriver {
 
   /** DRIVER_OK: build the queues as the transport does and activate. */
   activate(features = 1n << BigInt(VIRTIO_WL_F_TRANS_FLAGS), postIn = this.inSize): void {
-    const hooks = { interrupt: () => { this.interrupts++; }, needsReset: (why: string) => { throw new Error(`needs reset: ${why}`); }, live: () => true };
+    // As the transport does: resume is how a queue that yielded (descriptor budget) has the device look again.
+    const hooks = (index: number) => ({
+      interrupt: () => { this.interrupts++; },
+      needsReset: (why: string) => { throw new Error(`needs reset: ${why}`); },
+      live: () => true,
+      resume: () => this.device.queueNotify(index),
+    });
     const queueFeatures = { eventIdx: this.eventIdx, indirect: false };
-    const inQ = new Queue(this.memory, 0, { size: this.inSize, descTable: this.inRing.desc, availRing: this.inRing.avail, usedRing: this.inRing.used }, queueFeatures, hooks);
-    const outQ = new Queue(this.memory, 1, { size: this.outSize, descTable: this.outRing.desc, availRing: this.outRing.avail, usedRing: this.outRing.used }, queueFeatures, hooks);
+    const inQ = new Queue(this.memory, 0, { size: this.inSize, descTable: this.inRing.desc, availRing: this.inRing.avail, usedRing: this.inRing.used }, queueFeatures, hooks(0));
+    const outQ = new Queue(this.memory, 1, { size: this.outSize, descTable: this.outRing.desc, availRing: this.outRing.avail, usedRing: this.outRing.used }, queueFeatures, hooks(1));
     if (this.eventIdx) features |= 1n << BigInt(VIRTIO_F_RING_EVENT_IDX);
     this.inRing.reset();
     this.outRing.reset();
