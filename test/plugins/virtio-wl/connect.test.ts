@@ -35,6 +35,28 @@ async function timerLateness(): Promise<number> {
   return Date.now() - start - 50;
 }
 
+describe('native unixConnect(path, type, wait = false): the connect that never blocks', () => {
+  const connect = native.unixConnect as unknown as (p: string, type: number, wait?: unknown) => number | null;
+
+  test('connects when the backlog has room, null when it is full (no fd left open), errors as before', () => {
+    const dir = tempDir();
+    const listener = new HostListener(path.join(dir, 'l'), 0);
+    try {
+      const first = connect(listener.path, native.SOCK_STREAM, false);
+      expect(typeof first).toBe('number');
+      const before = openFdCount();
+      expect(connect(listener.path, native.SOCK_STREAM, false)).toBeNull();
+      expect(openFdCount()).toBe(before);
+      native.close(first!);
+      expect(() => connect(path.join(dir, 'nobody'), native.SOCK_STREAM, false)).toThrow(expect.objectContaining({ code: 'ENOENT' }));
+      expect(() => connect(listener.path, native.SOCK_STREAM, 1)).toThrow(/Usage: unixConnect\(path, type, wait\?\): wait must be a boolean/);
+    } finally {
+      listener.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('NEW_CTX on a listener with a full backlog (in-process VM)', () => {
   let dir: string;
   let listener: HostListener;
