@@ -112,6 +112,11 @@ export class MockDriver<T = undefined> {
     return this.freeSlots.length;
   }
 
+  /** The driver's avail idx (published or not). */
+  get availIndex(): number {
+    return this.availIdx;
+  }
+
   /** Chains made available and not completed. */
   get inFlightCount(): number {
     return this.inFlight.size;
@@ -187,6 +192,14 @@ export class MockDriver<T = undefined> {
       this.drainUsed();
       if (!this.armInterrupts()) break;
     }
+  }
+
+  /**
+   * Read the used ring without an interrupt (a driver that polls, or one about to reset the
+   * device and reclaim its buffers).
+   */
+  poll(): void {
+    this.drainUsed();
   }
 
   /** Used entries the device published that the driver has not read (it was not interrupted). */

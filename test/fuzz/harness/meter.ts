@@ -11,7 +11,9 @@
  * descriptor walk per turn is bounded) and far below the failures the issue describes (a 1 GiB
  * allocation per chain, seconds per notify), so a loaded machine does not make them flake.
  */
+import createDebug, { type Debugger } from 'debug';
 import * as fs from 'fs';
+import { format } from 'util';
 
 export const MiB = 1024 * 1024;
 
@@ -165,4 +167,21 @@ export function settle(ms = 0): Promise<void> {
 /** One full turn of the loop: pending immediates and poll callbacks run. */
 export function turn(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** Error names that mean a programming error, not a host refusal, when a device's safety net logs them. */
+const BUG_PATTERN = /\b(TypeError|RangeError|ReferenceError|SyntaxError|InvariantError|DriverViolation)\b|Maximum call stack/;
+
+/**
+ * A `debug` logger that keeps what devices log, so a bug their own try/catch swallowed (a
+ * TypeError in an fd callback, logged with its stack) still fails the run.
+ */
+export function recordingLog(namespace: string, meter: Meter): Debugger {
+  const log = createDebug(`vmm:fuzz:${namespace}`);
+  log.enabled = true;
+  log.log = (...args: unknown[]) => {
+    const line = format(...args);
+    if (BUG_PATTERN.test(line)) meter.violations.push(`${namespace} logged a caught bug: ${line.slice(0, 400)}`);
+  };
+  return log;
 }
