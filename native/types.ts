@@ -245,7 +245,9 @@ export interface Native {
   /** accept4(SOCK_CLOEXEC|SOCK_NONBLOCK); null on EAGAIN. */
   unixAccept(fd: number): number | null;
   /** socket + connect (blocking connect, then the fd is set non-blocking). */
-  unixConnect(path: string, type: number): number;
+  unixConnect(path: string, type: number, wait?: true): number;
+  /** A connect that never blocks: null when the listener's backlog is full (EAGAIN); no fd is left. */
+  unixConnect(path: string, type: number, wait: false): number | null;
   /** socketpair(AF_UNIX, type|SOCK_CLOEXEC|SOCK_NONBLOCK). */
   unixPair(type: number): [number, number];
   /** sendmsg with SCM_RIGHTS when fds is non-empty, flags MSG_NOSIGNAL|MSG_DONTWAIT; -1 on EAGAIN. */

@@ -31,13 +31,9 @@ export class WlSocketError extends Error {
   }
 }
 
-/**
- * native.unixConnect(path, type, wait = false) (native/src/socket.cc): a non-blocking connect,
- * null when the backlog is full. native/types.ts still declares the two-argument form only.
- */
+/** A non-blocking connect: null when the backlog is full. */
 function connectWithoutWaiting(path: string): number | null {
-  const unixConnect = native.unixConnect as unknown as (path: string, type: number, wait: boolean) => number | null;
-  return unixConnect(path, native.SOCK_STREAM, false);
+  return native.unixConnect(path, native.SOCK_STREAM, false);
 }
 
 /** Most numbers tried for one `%d` name. */

@@ -22,8 +22,7 @@ const WL_CLIENT_GUEST = path.join(ROOT, 'guest', 'build', 'wl-client.elf');
 
 /** A client connection that takes the backlog's only place (connect without waiting). */
 function takeBacklog(socketPath: string): number {
-  const connect = native.unixConnect as unknown as (p: string, type: number, wait: boolean) => number | null;
-  const fd = connect(socketPath, native.SOCK_STREAM, false);
+  const fd = native.unixConnect(socketPath, native.SOCK_STREAM, false);
   if (fd === null) throw new Error(`the backlog of ${socketPath} is full already`);
   return fd;
 }
