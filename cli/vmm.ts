@@ -12,8 +12,11 @@
  *
  * Exit codes are listed in cli/exit-codes.ts. commander's usage errors (unknown flag, bad
  * choice, unexpected argument) exit 2 through exitOverride(); --help and --version exit 0.
- * Nothing calls process.exit() on the normal paths: setting process.exitCode lets stdout and
- * stderr flush before the process ends.
+ * The process exits with process.exit(code) as soon as the command has finished, not when the
+ * event loop empties: Node's teardown of an empty loop puts the default signal actions back
+ * before the process is gone, and a SIGTERM in that window (`timeout` sends two) would kill vmm
+ * by the signal instead of exiting with the documented code. Nothing is lost by it: on Linux,
+ * writes to stdout and stderr are synchronous for files, pipes and terminals alike.
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -92,14 +95,15 @@ export async function main(argv: readonly string[] = process.argv): Promise<numb
 if (require.main === module) {
   let finished = false;
   // If the event loop empties while a command is still pending (nothing left to wait on), Node
-  // would exit 0 as if the guest had powered off; make that an error instead.
-  process.once('exit', () => {
-    if (finished) return;
+  // would exit 0 as if the guest had powered off; make that an error instead. Only a 0 is
+  // suspect: a deliberate process.exit(code) (a second SIGTERM exits 143 at once) keeps its code.
+  process.once('exit', (code) => {
+    if (finished || code !== EXIT_OK) return;
     process.stderr.write('vmm: internal error: vmm ended before the command finished\n');
     process.exitCode = EXIT_ERROR;
   });
   void main().then((code) => {
     finished = true;
-    process.exitCode = code;
+    process.exit(code);
   });
 }

@@ -153,13 +153,23 @@ function checkImages(config: VmConfig): void {
 
 /**
  * Boot and wait. SIGINT/SIGTERM (and Ctrl-A x, as SIGINT) ask the VM to stop; a second one
- * exits at once, for a VM that does not stop (the terminal is restored first).
+ * exits at once, for a VM that does not stop (the terminal is restored first, and plugins
+ * clean up in their process 'exit' listeners, e.g. the control socket file goes). Both ways the
+ * exit code is 128 + the signal's number (130, 143), as documented; `timeout(1)` sends its
+ * SIGTERM twice, so the second path is a common one.
+ *
+ * The handlers stay installed after the VM has ended: with the default action restored, a
+ * signal in the last moments before the process exits would kill it, which a parent sees as a
+ * death by signal instead of the documented exit code. Signal handlers do not keep the event
+ * loop alive.
  */
 async function runPrepared(config: VmConfig, plugins: LoadedPlugin[], verbose: boolean): Promise<number> {
   const controller = new AbortController();
   const stop = (signal: 'SIGINT' | 'SIGTERM') => {
     if (controller.signal.aborted) {
       serial.close();
+      log('%s again: exiting without waiting for the VM to stop', signal);
+      process.stderr.write(`vmm: stopped by ${signal} (a second signal: not waiting for the VM to finish stopping).\n`);
       process.exit(128 + os.constants.signals[signal]);
     }
     log('%s: stopping the VM', signal);
@@ -190,8 +200,6 @@ async function runPrepared(config: VmConfig, plugins: LoadedPlugin[], verbose: b
     reportError(err, verbose);
     return EXIT_ERROR;
   } finally {
-    process.removeListener('SIGINT', onSigint);
-    process.removeListener('SIGTERM', onSigterm);
     serial.close();
   }
 }

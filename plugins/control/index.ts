@@ -15,7 +15,9 @@
  * The wire format is in protocol.ts (and the README); the server in server.ts; a client library
  * in client.ts. The socket exists from `beforeBoot` on: a live socket at the path fails the
  * start, before any vCPU runs. It stops accepting in `shutdown` and closes the last connections
- * (which still get the final state events) in `afterShutdown`.
+ * (which still get the final state events) in `afterShutdown`. A process that exits without
+ * shutting the VM down (`vmm run` on a second SIGTERM) still removes the socket file, from a
+ * process 'exit' listener, so no stale socket is left behind.
  */
 import type { Plugin, Vmm } from '../../plugin-api';
 import { ControlServer, type ControlServerOptions } from './server';
@@ -83,11 +85,19 @@ const plugin: Plugin = {
   apply(vmm: Vmm, input: unknown) {
     const options = parseOptions(input);
     const server = new ControlServer(vmm, options, vmm.logger(PLUGIN_NAME));
-    vmm.hooks.beforeBoot.tapPromise(PLUGIN_NAME, async () => server.start());
+    // Synchronous, as 'exit' listeners must be: closes the fds and unlinks our socket file.
+    const onProcessExit = () => server.close();
+    vmm.hooks.beforeBoot.tapPromise(PLUGIN_NAME, async () => {
+      server.start();
+      process.on('exit', onProcessExit);
+    });
     vmm.hooks.stateChange.tap(PLUGIN_NAME, (from, to) => server.publishState(from, to));
     vmm.hooks.deviceEvent.tap(PLUGIN_NAME, (event) => server.publishDevice(event));
     vmm.hooks.shutdown.tapPromise(PLUGIN_NAME, async () => server.stopListening());
-    vmm.hooks.afterShutdown.tap(PLUGIN_NAME, () => server.close());
+    vmm.hooks.afterShutdown.tap(PLUGIN_NAME, () => {
+      process.removeListener('exit', onProcessExit);
+      server.close();
+    });
   },
 };
 

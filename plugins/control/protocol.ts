@@ -5,7 +5,7 @@
  * File descriptors travel as SCM_RIGHTS ancillary data on the request datagram and are named by
  * their index in that array.
  *
- *   request   { "command": "status", "args"?: ["…"], "fds"?: [0, …], "id"?: <any JSON> }
+ *   request   { "command": "status", "args"?: ["…"], "fds"?: [0, …], "id"?: "…" | 123 | null }
  *   response  { "version": 1, "id"?: <echoed>, "result": { … } }
  *          or { "version": 1, "id"?: <echoed>, "error": { "code": "ERR_…", "message": "…" } }
  *   event     { "version": 1, "event": { "type": "state", "from": "running", "to": "paused" } }
@@ -15,6 +15,13 @@
  * word; a plugin's subcommands come first in `args` (`wl add NAME` is
  * `{ "command": "wl", "args": ["add", "NAME"] }`). Events only flow on a connection that sent
  * `events`, and only after that request's response.
+ *
+ * As in JSON-RPC, an `id` is a string (at most CONTROL_MAX_ID_BYTES of UTF-8), a finite number or
+ * null: a client matches responses with it, so nothing larger is useful, and whatever the server
+ * echoes is known to encode. A request may nest lists and objects at most CONTROL_MAX_JSON_DEPTH
+ * deep (a valid one needs 2); the depth is checked on the raw text, before anything is parsed.
+ * A request rejected before its id is known is answered without one; one whose id is not an id
+ * is answered with `"id": null`.
  */
 import type { DeviceEvent, DeviceInfo, VmState } from '../../plugin-api';
 
@@ -24,6 +31,10 @@ export const PROTOCOL_VERSION = 1;
 export const CONTROL_MAX_COMMAND_LENGTH = 64;
 /** Responses longer than this are replaced by ERR_RESPONSE_TOO_LARGE (a datagram must fit the socket buffer). */
 export const CONTROL_MAX_RESPONSE_BYTES = 128 * 1024;
+/** Deepest nesting of lists and objects in a request; deeper ones get ERR_BAD_REQUEST unparsed. */
+export const CONTROL_MAX_JSON_DEPTH = 32;
+/** Longest string `id`, in UTF-8 bytes (it is echoed in the response). */
+export const CONTROL_MAX_ID_BYTES = 256;
 const COMMAND_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 const REQUEST_KEYS = ['command', 'args', 'fds', 'id'];
 
@@ -35,7 +46,8 @@ export const CONTROL_ERRORS = Object.freeze({
   BAD_FD_TYPE: 'ERR_BAD_FD_TYPE',
   /** The datagram is not UTF-8 JSON. */
   BAD_JSON: 'ERR_BAD_JSON',
-  /** The JSON is not a request: not an object, a field of the wrong type, an unknown key. */
+  /** The JSON is not a request: not an object, a field of the wrong type, an unknown key, an
+   *  `id` that is not a string, number or null, nesting deeper than CONTROL_MAX_JSON_DEPTH. */
   BAD_REQUEST: 'ERR_BAD_REQUEST',
   /** Wrong arguments for the command. */
   BAD_ARGS: 'ERR_BAD_ARGS',
@@ -73,6 +85,9 @@ export type ControlErrorCode = typeof CONTROL_ERRORS[keyof typeof CONTROL_ERRORS
 
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
 
+/** What a request's `id` may be (JSON-RPC's choice): see CONTROL_MAX_ID_BYTES. */
+export type ControlRequestId = string | number | null;
+
 /**
  * Throw this from a command handler (a plugin's controlCommand tap included) to answer with a
  * specific code; any other error is answered as ERR_COMMAND_FAILED with its message.
@@ -92,7 +107,7 @@ export interface ControlRequestMessage {
   /** Indexes into the SCM_RIGHTS array of this datagram, in the order the command takes them. */
   fds?: number[];
   /** Echoed in the response. */
-  id?: JsonValue;
+  id?: ControlRequestId;
 }
 
 export interface ControlErrorBody {
@@ -103,13 +118,13 @@ export interface ControlErrorBody {
 
 export interface ControlResultResponse<R = Record<string, unknown>> {
   version: typeof PROTOCOL_VERSION;
-  id?: JsonValue;
+  id?: ControlRequestId;
   result: R;
 }
 
 export interface ControlErrorResponse {
   version: typeof PROTOCOL_VERSION;
-  id?: JsonValue;
+  id?: ControlRequestId;
   error: ControlErrorBody;
 }
 
@@ -165,20 +180,24 @@ export interface EventsResult {
 
 // --- encode / decode ---------------------------------------------------------------------------------
 
-export type Decoded<T> = { ok: true; value: T } | { ok: false; error: ControlErrorBody; id?: JsonValue };
+export type Decoded<T> = { ok: true; value: T } | { ok: false; error: ControlErrorBody; id?: ControlRequestId };
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /** Parse and validate one request datagram. Never throws. */
 export function decodeRequest(data: Uint8Array): Decoded<Required<Pick<ControlRequestMessage, 'command' | 'args' | 'fds'>> & Pick<ControlRequestMessage, 'id'>> {
-  const parsed = parseJson(data);
+  const parsed = parseJson(data, CONTROL_MAX_JSON_DEPTH);
   if (!parsed.ok) return parsed;
   const value = parsed.value;
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     return bad(CONTROL_ERRORS.BAD_REQUEST, `a request must be a JSON object like {"command":"status"}; got ${kindOf(value)}.`);
   }
   const request = value as Record<string, JsonValue>;
-  const id = 'id' in request ? request.id : undefined;
+  if ('id' in request && !isRequestId(request.id)) {
+    const message = `'id' must be a string of at most ${CONTROL_MAX_ID_BYTES} bytes, a finite number or null; got ${describeId(request.id)}.`;
+    return { ok: false, error: { code: CONTROL_ERRORS.BAD_REQUEST, message }, id: null };
+  }
+  const id = 'id' in request ? request.id as ControlRequestId : undefined;
   const fail = (message: string): Decoded<never> => ({ ok: false, error: { code: CONTROL_ERRORS.BAD_REQUEST, message }, ...(id !== undefined ? { id } : {}) });
 
   const unknown = Object.keys(request).filter((key) => !REQUEST_KEYS.includes(key));
@@ -200,28 +219,46 @@ export function encodeRequest(request: ControlRequestMessage): Buffer {
 }
 
 /**
- * Encode a response. A result that JSON cannot carry (a BigInt, a cycle) or one too long for a
- * datagram becomes an error response instead, so the client always gets exactly one answer.
+ * Encode a response. A result that JSON cannot carry (a BigInt, a cycle, nesting too deep for the
+ * stack) or one too long for a datagram becomes an error response instead, so the client always
+ * gets exactly one answer. The replacement is flat (an id, a code, a short message) and is
+ * never sent back through here: it carries the id only if that is a valid one, otherwise null.
  */
 export function encodeResponse(response: ControlResponse<unknown>): Buffer {
   let text: string;
   try {
     text = JSON.stringify(response);
   } catch (error) {
-    return encodeResponse(errorResponse(CONTROL_ERRORS.COMMAND_FAILED, `the reply cannot be encoded as JSON: ${(error as Error).message}`, response.id));
+    return encodeFallback(CONTROL_ERRORS.COMMAND_FAILED, `the reply cannot be encoded as JSON: ${clip(messageOfError(error))}.`, response.id);
   }
   const data = Buffer.from(text);
   if (data.length > CONTROL_MAX_RESPONSE_BYTES) {
-    return encodeResponse(errorResponse(CONTROL_ERRORS.RESPONSE_TOO_LARGE, `the reply is ${data.length} bytes; a reply may have at most ${CONTROL_MAX_RESPONSE_BYTES}.`, response.id));
+    return encodeFallback(CONTROL_ERRORS.RESPONSE_TOO_LARGE, `the reply is ${data.length} bytes; a reply may have at most ${CONTROL_MAX_RESPONSE_BYTES}.`, response.id);
   }
   return data;
 }
 
-export function errorResponse(code: string, message: string, id?: JsonValue): ControlErrorResponse {
+/** True for what a request's `id` may be (see ControlRequestId). */
+export function isRequestId(value: unknown): value is ControlRequestId {
+  if (value === null) return true;
+  if (typeof value === 'number') return Number.isFinite(value);
+  return typeof value === 'string' && Buffer.byteLength(value) <= CONTROL_MAX_ID_BYTES;
+}
+
+/** The last resort reply; if even this cannot be encoded, one that certainly can. */
+function encodeFallback(code: string, message: string, id: unknown): Buffer {
+  try {
+    return Buffer.from(JSON.stringify(errorResponse(code, message, isRequestId(id) ? id : null)));
+  } catch {
+    return Buffer.from(JSON.stringify(errorResponse(code, 'the reply cannot be encoded.', null)));
+  }
+}
+
+export function errorResponse(code: string, message: string, id?: ControlRequestId): ControlErrorResponse {
   return { version: PROTOCOL_VERSION, ...(id !== undefined ? { id } : {}), error: { code, message } };
 }
 
-export function resultResponse<R>(result: R, id?: JsonValue): ControlResultResponse<R> {
+export function resultResponse<R>(result: R, id?: ControlRequestId): ControlResultResponse<R> {
   return { version: PROTOCOL_VERSION, ...(id !== undefined ? { id } : {}), result };
 }
 
@@ -278,12 +315,15 @@ export function isErrorResponse(m: ControlResponse<unknown>): m is ControlErrorR
 
 // --- helpers -----------------------------------------------------------------------------------------
 
-function parseJson(data: Uint8Array): Decoded<JsonValue> {
+function parseJson(data: Uint8Array, maxDepth = Infinity): Decoded<JsonValue> {
   let text: string;
   try {
     text = utf8.decode(data);
   } catch {
     return bad(CONTROL_ERRORS.BAD_JSON, 'the request is not valid UTF-8.');
+  }
+  if (nestingExceeds(text, maxDepth)) {
+    return bad(CONTROL_ERRORS.BAD_REQUEST, `the request nests lists or objects more than ${maxDepth} deep; a request needs 2.`);
   }
   try {
     return { ok: true, value: JSON.parse(text) as JsonValue };
@@ -292,12 +332,59 @@ function parseJson(data: Uint8Array): Decoded<JsonValue> {
   }
 }
 
+/**
+ * Whether `text` opens more than `maxDepth` lists or objects inside one another. One pass over
+ * the characters, skipping strings, and nothing is built: a deep value must be refused before
+ * JSON.parse makes it (and long before JSON.stringify recurses through it when it is echoed).
+ * Text that is not JSON at all is left for JSON.parse to report.
+ */
+function nestingExceeds(text: string, maxDepth: number): boolean {
+  if (!Number.isFinite(maxDepth)) return false;
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === BACKSLASH) i++;
+      else if (c === QUOTE) inString = false;
+    } else if (c === QUOTE) {
+      inString = true;
+    } else if (c === OPEN_BRACKET || c === OPEN_BRACE) {
+      if (++depth > maxDepth) return true;
+    } else if (c === CLOSE_BRACKET || c === CLOSE_BRACE) {
+      depth--;
+    }
+  }
+  return false;
+}
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const OPEN_BRACKET = 0x5b;
+const CLOSE_BRACKET = 0x5d;
+const OPEN_BRACE = 0x7b;
+const CLOSE_BRACE = 0x7d;
+
 function bad(code: string, message: string): Decoded<never> {
   return { ok: false, error: { code, message } };
 }
 
 function protocolError(message: string): Decoded<never> {
   return bad(CONTROL_ERRORS.PROTOCOL, message);
+}
+
+function describeId(value: JsonValue | undefined): string {
+  if (typeof value === 'string') return `a string of ${Buffer.byteLength(value)} bytes`;
+  return kindOf(value);
+}
+
+function messageOfError(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** Keeps a replacement reply small whatever the error said. */
+function clip(text: string, max = 200): string {
+  return text.length > max ? `${text.slice(0, max)}…` : text;
 }
 
 function kindOf(value: JsonValue | undefined): string {

@@ -16,7 +16,7 @@ import { BUILTIN_COMMAND_NAMES, builtinCommand, type CommandOutcome, type Comman
 import { Connection, type Reply } from './connection';
 import {
   CONTROL_ERRORS, ControlCommandError, decodeRequest, deviceEvent, encodeEvent, encodeResponse,
-  errorResponse, resultResponse, stateEvent, type ControlEventMessage, type JsonValue,
+  errorResponse, resultResponse, stateEvent, type ControlEventMessage, type ControlRequestId,
 } from './protocol';
 
 /** The socket file's permission bits: the VMM's user only (SO_PEERCRED is checked as well). */
@@ -122,7 +122,7 @@ export class ControlServer {
     const received = message.fds;
     const context: ControlContext = { fds: [] };
     let handed: number[] = [];
-    let id: JsonValue | undefined;
+    let id: ControlRequestId | undefined;
     try {
       const request = this.parse(message);
       id = request.id;
@@ -141,7 +141,7 @@ export class ControlServer {
     }
   }
 
-  private parse(message: UnixMessage): { command: string; args: string[]; fds: number[]; id?: JsonValue } {
+  private parse(message: UnixMessage): { command: string; args: string[]; fds: number[]; id?: ControlRequestId } {
     const { maxRequestBytes, maxFds } = this.options;
     if (message.truncated) {
       throw new ControlCommandError(CONTROL_ERRORS.REQUEST_TOO_LARGE, `the request is longer than ${maxRequestBytes} bytes (option maxRequestBytes); it was discarded.`);
@@ -224,7 +224,7 @@ export function prepareSocketPath(path: string, log: Debugger): void {
 
 /** A request the server rejects before any command runs; keeps the id to echo, when there was one. */
 class RequestError extends ControlCommandError {
-  constructor(code: string, message: string, readonly id?: JsonValue) {
+  constructor(code: string, message: string, readonly id?: ControlRequestId) {
     super(code, message);
   }
 }

@@ -4,6 +4,7 @@
  * loader, a test plugin that adds commands through the controlCommand hook, and a raw
  * SEQPACKET client for sending what a well-behaved client never would.
  */
+import { spawn, type ChildProcess } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -12,6 +13,7 @@ import { DEFAULT_CONFIG } from '../../../core/config';
 import { connect, type UnixMessage, type UnixMessageSocket } from '../../../core/net/unix-socket';
 import { loadPlugin, type LoadedPlugin } from '../../../core/plugins/loader';
 import { Vm } from '../../../core/vm';
+import { ControlClient } from '../../../plugins/control/client';
 import { takeFd } from '../../../plugins/control/fds';
 import { sleep, until } from '../../helpers/wait';
 
@@ -103,7 +105,8 @@ export interface TestPluginState {
 /**
  * Commands: `echo ARGS…` → { args }; `emit N [BYTES]` → N device events in batches, each with a
  * BYTES-long payload; `take-socket` → keeps fd 0 if it is a socket; `slow MS` → answers after MS;
- * `bigint` → a reply JSON cannot carry.
+ * `bigint` → a reply JSON cannot carry; `big N` → { data } with N characters; `deep N` → a reply
+ * nested N lists deep.
  */
 export function testPlugin(state: TestPluginState = { kept: [], running: 0 }): Plugin & { state: TestPluginState } {
   const NAME = 'control-test';
@@ -141,6 +144,13 @@ export function testPlugin(state: TestPluginState = { kept: [], running: 0 }): P
           }
           case 'bigint':
             return { value: 1n };
+          case 'big':
+            return { data: 'x'.repeat(Number(request.args[0] ?? 0)) };
+          case 'deep': {
+            let value: unknown[] = [];
+            for (let i = 1; i < Number(request.args[0] ?? 1); i++) value = [value];
+            return { value };
+          }
           default:
             return undefined;
         }
@@ -195,4 +205,70 @@ export class RawClient {
   close(): void {
     this.socket.close();
   }
+}
+
+// --- `vmm run` as a child process ----------------------------------------------------------------
+
+export interface VmmRun {
+  child: ChildProcess;
+  socket: string;
+  dir: string;
+  /** How the process ended, and everything it wrote to stderr. */
+  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>;
+  /** Kill it if it still runs (SIGKILL) and remove the temporary directory. */
+  cleanup(): Promise<void>;
+}
+
+/**
+ * `node dist/cli/vmm.js run --plugin control=… [extra]` with the built-in demo guest, which
+ * idles waiting for a line on stdin (a pipe kept open). Resolves once `status` says running.
+ * `node` flags (e.g. --expose-gc) go before the script.
+ */
+export async function startVmmRun(options: { plugins?: string[]; nodeArgs?: string[]; control?: Record<string, unknown> } = {}): Promise<VmmRun> {
+  const dir = tempDir();
+  const socket = path.join(dir, 'control.sock');
+  const args = [
+    ...(options.nodeArgs ?? []), CLI, 'run',
+    ...(options.plugins ?? []).flatMap((p) => ['--plugin', p]),
+    '--plugin', `control=${JSON.stringify({ socket, ...options.control })}`,
+  ];
+  const child = spawn(process.execPath, args, { stdio: ['pipe', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (d) => { stderr += d; });
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>((resolve) => {
+    // 'close': after the exit and the end of stderr, whichever comes last.
+    child.on('close', (code, signal) => resolve({ code, signal, stderr }));
+  });
+  const cleanup = async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await exit;
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+  const running = async (): Promise<boolean> => {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`vmm run ended early: ${stderr}`);
+    if (!fs.existsSync(socket)) return false;
+    let client: ControlClient;
+    try {
+      client = await ControlClient.connect(socket);
+    } catch {
+      return false; // bound but not listening yet
+    }
+    try {
+      const status = await client.request('status');
+      return 'result' in status && status.result.state === 'running';
+    } finally {
+      client.close();
+    }
+  };
+  try {
+    const deadline = Date.now() + 30000;
+    while (!(await running())) {
+      if (Date.now() > deadline) throw new Error(`the VM did not reach running within 30 s: ${stderr}`);
+      await sleep(20);
+    }
+  } catch (error) {
+    await cleanup();
+    throw error;
+  }
+  return { child, socket, dir, exit, cleanup };
 }

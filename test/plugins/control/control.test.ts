@@ -46,8 +46,10 @@ describe('control plugin: driving a running VM', () => {
   test('the request id is echoed; a plugin command answers through the controlCommand hook', async () => {
     const raw = RawClient.connect(run.socket);
     try {
-      expect(await raw.request({ command: 'echo', args: ['a', 'b'], id: { any: ['json'] } }))
-        .toEqual({ version: 1, id: { any: ['json'] }, result: { args: ['a', 'b'] } });
+      expect(await raw.request({ command: 'echo', args: ['a', 'b'], id: 'req-1' }))
+        .toEqual({ version: 1, id: 'req-1', result: { args: ['a', 'b'] } });
+      expect(await raw.request({ command: 'echo', id: -2.5 })).toEqual({ version: 1, id: -2.5, result: { args: [] } });
+      expect(await raw.request({ command: 'echo', id: null })).toEqual({ version: 1, id: null, result: { args: [] } });
       expect(await raw.request({ command: 'bigint', id: 3 }))
         .toMatchObject({ version: 1, id: 3, error: { code: 'ERR_COMMAND_FAILED', message: expect.stringContaining('JSON') } });
       expect(await raw.request({ command: 'status', args: ['extra'] }))

@@ -7,7 +7,10 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { native } from '../../../native';
 import { ControlClient } from '../../../plugins/control/client';
-import { CONTROL_EVENT_BACKLOG_BYTES } from '../../../plugins/control/connection';
+import { CONTROL_EVENT_BACKLOG_BYTES, CONTROL_INBOX_MAX } from '../../../plugins/control/connection';
+import {
+  CONTROL_MAX_COMMAND_LENGTH, CONTROL_MAX_ID_BYTES, CONTROL_MAX_JSON_DEPTH, CONTROL_MAX_RESPONSE_BYTES,
+} from '../../../plugins/control/protocol';
 import {
   CLI, RawClient, expectFdCount, openFdCount, settledFdCount, startControlVm, testPlugin, type ControlVm,
 } from './control-fixture';
@@ -66,9 +69,87 @@ describe('control plugin: hostile and broken clients', () => {
     });
   });
 
-  test('a datagram larger than maxRequestBytes is discarded with ERR_REQUEST_TOO_LARGE', async () => {
-    const big = JSON.stringify({ command: 'echo', args: ['x'.repeat(70 * 1024)] });
-    expect(await exchange(big)).toMatchObject({ error: { code: 'ERR_REQUEST_TOO_LARGE', message: expect.stringContaining('65536 bytes') } });
+  test('a datagram larger than maxRequestBytes is discarded with ERR_REQUEST_TOO_LARGE; exactly the limit is served', async () => {
+    const LIMIT = 64 * 1024; // the default maxRequestBytes
+    const sized = (bytes: number) => {
+      const empty = JSON.stringify({ command: 'echo', args: [''] });
+      return JSON.stringify({ command: 'echo', args: ['x'.repeat(bytes - empty.length)] });
+    };
+    expect(Buffer.byteLength(sized(LIMIT))).toBe(LIMIT);
+    expect(await exchange(sized(LIMIT))).toMatchObject({ result: { args: ['x'.repeat(LIMIT - 27 - 3)] } });
+    expect(await exchange(sized(LIMIT + 1))).toMatchObject({ error: { code: 'ERR_REQUEST_TOO_LARGE', message: expect.stringContaining('65536 bytes') } });
+  });
+
+  // Issue 10, item 7: a 4500-deep id made the reply's JSON.stringify overflow the stack, and the
+  // error reply re-encoded the same id: the VMM hung for good.
+  test('nesting deeper than CONTROL_MAX_JSON_DEPTH is refused unparsed; the VM answers at once', async () => {
+    const nested = (depth: number) => `${'['.repeat(depth)}${']'.repeat(depth)}`;
+    const deepId = `{"command":"status","id":${nested(4500)}}`;
+    const started = Date.now();
+    const depthError = { version: 1, error: { code: 'ERR_BAD_REQUEST', message: `the request nests lists or objects more than ${CONTROL_MAX_JSON_DEPTH} deep; a request needs 2.` } };
+    expect(await exchange(deepId)).toEqual(depthError);
+    expect(Date.now() - started).toBeLessThan(1000);
+    // The request object is level 1: an id of 31 lists is 32 deep, at the limit, and refused
+    // only for not being an id; 32 lists is one level too many.
+    expect(await exchange(`{"command":"status","id":${nested(CONTROL_MAX_JSON_DEPTH - 1)}}`)).toEqual({
+      version: 1, id: null, error: { code: 'ERR_BAD_REQUEST', message: `'id' must be a string of at most ${CONTROL_MAX_ID_BYTES} bytes, a finite number or null; got a list.` },
+    });
+    expect(await exchange(`{"command":"status","id":${nested(CONTROL_MAX_JSON_DEPTH)}}`)).toEqual(depthError);
+    expect(await exchange(`{"command":"status","args":[${'{"a":'.repeat(40)}1${'}'.repeat(40)}]}`)).toEqual(depthError);
+    // Brackets inside strings, escaped quotes included, are not nesting.
+    const tricky = `\\"${'['.repeat(100)}{`;
+    expect(await exchange({ command: 'echo', args: [tricky, '['.repeat(100)] })).toMatchObject({ result: { args: [tricky, '['.repeat(100)] } });
+  });
+
+  test('an id that is not a string (at most CONTROL_MAX_ID_BYTES), a finite number or null is refused with id null', async () => {
+    const atLimit = 'é'.repeat(CONTROL_MAX_ID_BYTES / 2); // 2 bytes each in UTF-8
+    expect(await exchange({ command: 'status', id: atLimit })).toMatchObject({ id: atLimit, result: { state: 'running' } });
+    const badId = (got: string) => ({ version: 1, id: null, error: { code: 'ERR_BAD_REQUEST', message: `'id' must be a string of at most ${CONTROL_MAX_ID_BYTES} bytes, a finite number or null; got ${got}.` } });
+    expect(await exchange({ command: 'status', id: `${atLimit}a` })).toEqual(badId(`a string of ${CONTROL_MAX_ID_BYTES + 1} bytes`));
+    expect(await exchange({ command: 'status', id: { any: ['json'] } })).toEqual(badId('an object'));
+    expect(await exchange({ command: 'status', id: true })).toEqual(badId('boolean true'));
+    expect(await exchange('{"command":"status","id":1e999}')).toEqual(badId('number Infinity'));
+  });
+
+  test('a command name of CONTROL_MAX_COMMAND_LENGTH is looked up; one character more is refused', async () => {
+    const name = 'a'.repeat(CONTROL_MAX_COMMAND_LENGTH);
+    expect(await exchange({ command: name })).toMatchObject({ error: { code: 'ERR_UNKNOWN_COMMAND' } });
+    expect(await exchange({ command: `${name}a` })).toMatchObject({ error: { code: 'ERR_BAD_REQUEST', message: expect.stringContaining(`at most ${CONTROL_MAX_COMMAND_LENGTH}`) } });
+  });
+
+  test('a reply of CONTROL_MAX_RESPONSE_BYTES goes out; one byte more, or one JSON cannot nest, becomes a flat error', async () => {
+    const overhead = JSON.stringify({ version: 1, id: 7, result: { data: '' } }).length;
+    const exact = await exchange({ command: 'big', args: [String(CONTROL_MAX_RESPONSE_BYTES - overhead)], id: 7 });
+    expect(exact).toMatchObject({ id: 7, result: { data: expect.any(String) } });
+    expect(JSON.stringify(exact).length).toBe(CONTROL_MAX_RESPONSE_BYTES);
+    expect(await exchange({ command: 'big', args: [String(CONTROL_MAX_RESPONSE_BYTES - overhead + 1)], id: 7 })).toEqual({
+      version: 1, id: 7, error: { code: 'ERR_RESPONSE_TOO_LARGE', message: `the reply is ${CONTROL_MAX_RESPONSE_BYTES + 1} bytes; a reply may have at most ${CONTROL_MAX_RESPONSE_BYTES}.` },
+    });
+    // A plugin's result too deep for JSON.stringify's stack: one error, sent once.
+    expect(await exchange({ command: 'deep', args: ['200000'], id: 'd' })).toMatchObject({
+      version: 1, id: 'd', error: { code: 'ERR_COMMAND_FAILED', message: expect.stringContaining('cannot be encoded as JSON') },
+    });
+  });
+
+  test('a client that pipelines without pause is read at most CONTROL_INBOX_MAX requests ahead; every one is answered in order', async () => {
+    const raw = RawClient.connect(run.socket);
+    try {
+      raw.send({ command: 'slow', args: ['400'], id: 'slow' });
+      const count = 2000;
+      for (let i = 0; i < count; i++) raw.send({ command: 'status', id: i });
+      await until('the slow command to be running', () => plugin.state.running === 1);
+      await sleep(150);
+      // Had the server gone on reading, the kernel would have taken all of them by now.
+      expect(plugin.state.running).toBe(1);
+      expect(raw.socket.bufferedMessages).toBeGreaterThan(count - 1000);
+      expect(CONTROL_INBOX_MAX).toBeLessThan(1000);
+      expect((await raw.next()).id).toBe('slow');
+      const ids: number[] = [];
+      for (let i = 0; i < count; i++) ids.push((await raw.next()).id as number);
+      expect(ids).toEqual(Array.from({ length: count }, (_, i) => i));
+    } finally {
+      raw.close();
+    }
   });
 
   test('a zero-length datagram is consumed and answered; the next request still works', async () => {
@@ -86,7 +167,8 @@ describe('control plugin: hostile and broken clients', () => {
   });
 
   test('more fds than maxFds: ERR_TOO_MANY_FDS, and every fd that arrived is closed', async () => {
-    const files = Array.from({ length: 7 }, () => fs.openSync('/dev/null', 'r'));
+    // maxFds is 4 here: 5 is one too many.
+    const files = Array.from({ length: 5 }, () => fs.openSync('/dev/null', 'r'));
     try {
       expect(await exchange({ command: 'status', fds: [0] }, files)).toMatchObject({ error: { code: 'ERR_TOO_MANY_FDS', message: expect.stringContaining('more than 4') } });
       // Exactly the limit is fine (and unused fds are closed).
