@@ -22,3 +22,10 @@ export function seededBytes(seed: number, length: number): Uint8Array {
 export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 }
+
+/** `total` bytes in at most `parts` pieces, none empty (fewer pieces when total is small). */
+export function splitLengths(total: number, parts: number): number[] {
+  const n = Math.max(1, Math.min(parts, total));
+  const base = Math.floor(total / n);
+  return Array.from({ length: n }, (_, i) => base + (i < total % n ? 1 : 0));
+}

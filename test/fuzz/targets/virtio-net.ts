@@ -25,7 +25,7 @@ import { MockDriver, type Completed, type DriverBuffer } from '../../../core/vir
 import { native } from '../../../native';
 import { RX_QUEUE, TX_QUEUE, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_TSO_ECN, VIRTIO_NET_F_MRG_RXBUF, VIRTIO_NET_HDR_NUM_BUFFERS, VIRTIO_NET_HDR_SIZE, VMM_NET_MAX_FRAME } from '../../../plugins/virtio-net/constants';
 import { VirtioNetDevice } from '../../../plugins/virtio-net/device';
-import { sameBytes, seededBytes } from '../harness/bytes';
+import { sameBytes, seededBytes, splitLengths } from '../harness/bytes';
 import { InvariantError, Meter, invariant, openFdCount, openFdList, recordingLog, settle, turn } from '../harness/meter';
 import type { FuzzTarget } from '../harness/target';
 
@@ -198,8 +198,7 @@ class NetRig {
       const allocs: number[] = [];
       const bufs: DriverBuffer[] = [];
       let left = bufLen;
-      for (let i = 0; i < split && left > 0; i++) {
-        const len = i + 1 === split ? left : Math.ceil(bufLen / split);
+      for (const len of splitLengths(bufLen, split)) {
         const at = this.heap.alloc(len);
         if (at === null) break;
         allocs.push(at);
@@ -289,14 +288,15 @@ class NetRig {
     for (const f of frames) {
       const frame = seededBytes(f.seed, f.len);
       frame.fill(0, 0, Math.min(VIRTIO_NET_HDR_SIZE, f.len));
-      const split = Math.min(f.split, Math.max(1, f.len));
+      // A zero-length frame becomes one zero-length descriptor: a malformed chain.
+      const lengths = f.len === 0 ? [0] : splitLengths(f.len, f.split);
+      const split = lengths.length;
       const useIndirect = f.indirect && this.scenario.indirect && split > 1;
       if (this.tx.freeCount < (useIndirect ? 1 : split)) break;
       const allocs: number[] = [];
       const bufs: DriverBuffer[] = [];
       let from = 0;
-      for (let i = 0; i < split; i++) {
-        const len = i + 1 === split ? f.len - from : Math.ceil(f.len / split);
+      for (const len of lengths) {
         const at = this.heap.alloc(Math.max(1, len));
         if (at === null) break;
         allocs.push(at);
