@@ -40,7 +40,7 @@ interface Pending {
 }
 
 /** Datagrams of events this client keeps for a consumer that is not iterating (then it drops the connection). */
-const CLIENT_EVENT_BACKLOG = 10_000;
+export const CLIENT_EVENT_BACKLOG = 10_000;
 
 export class ControlClient {
   private readonly pending: Pending[] = [];

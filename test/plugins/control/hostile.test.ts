@@ -6,8 +6,8 @@ import { spawn } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { native } from '../../../native';
-import { ControlClient } from '../../../plugins/control/client';
-import { CONTROL_EVENT_BACKLOG_BYTES, CONTROL_INBOX_MAX } from '../../../plugins/control/connection';
+import { CLIENT_EVENT_BACKLOG, ControlClient } from '../../../plugins/control/client';
+import { CONTROL_DROP_GRACE_MS, CONTROL_EVENT_BACKLOG_BYTES, CONTROL_INBOX_MAX } from '../../../plugins/control/connection';
 import {
   CONTROL_MAX_COMMAND_LENGTH, CONTROL_MAX_ID_BYTES, CONTROL_MAX_JSON_DEPTH, CONTROL_MAX_RESPONSE_BYTES,
 } from '../../../plugins/control/protocol';
@@ -270,6 +270,51 @@ describe('control plugin: hostile and broken clients', () => {
     good.close();
     commander.close();
     await iterating;
+  });
+
+  test('a dropped subscriber that never reads is closed anyway after CONTROL_DROP_GRACE_MS', async () => {
+    const commander = await ControlClient.connect(run.socket);
+    const slow = RawClient.connect(run.socket);
+    try {
+      expect(await slow.request({ command: 'events' })).toMatchObject({ result: { subscribed: true } });
+      slow.socket.pauseReading();
+      const connections = async () => ((await commander.request('status')) as unknown as { result: { connections: number } }).result.connections;
+      expect(await connections()).toBe(2);
+      // Enough to pass CONTROL_EVENT_BACKLOG_BYTES: the server drops it, with the reason queued.
+      const events = Math.ceil((2 * CONTROL_EVENT_BACKLOG_BYTES) / 1024);
+      expect(await commander.request('emit', [String(events), '1024'])).toMatchObject({ result: { emitted: events } });
+      const dropped = Date.now();
+      expect(await connections()).toBe(2);
+      for (;;) {
+        if ((await connections()) === 1) break;
+        if (Date.now() - dropped > CONTROL_DROP_GRACE_MS + 2000) throw new Error('the dropped connection was never closed');
+        await sleep(100);
+      }
+      expect(Date.now() - dropped).toBeGreaterThan(CONTROL_DROP_GRACE_MS - 500);
+    } finally {
+      slow.socket.resumeReading();
+      await slow.closed;
+      for (const m of slow.messages) for (const fd of m.fds) fs.closeSync(fd);
+      commander.close();
+    }
+  });
+
+  test('client: a subscriber that does not iterate holds at most CLIENT_EVENT_BACKLOG events, then closes with ERR_EVENTS_OVERFLOW', async () => {
+    const idle = await ControlClient.connect(run.socket);
+    const commander = await ControlClient.connect(run.socket);
+    try {
+      expect(await idle.request('events')).toMatchObject({ result: { subscribed: true } });
+      expect(await commander.request('emit', [String(CLIENT_EVENT_BACKLOG)])).toMatchObject({ result: { emitted: CLIENT_EVENT_BACKLOG } });
+      // Its answer comes after every event sent before it: all are held now, and that is allowed.
+      expect(await idle.request('status')).toHaveProperty('result');
+      expect(idle.closed).toBe(false);
+      expect(await commander.request('emit', ['1'])).toMatchObject({ result: { emitted: 1 } });
+      await until('the idle subscriber to close', () => idle.closed);
+      await expect(idle.request('status')).rejects.toMatchObject({ code: 'ERR_EVENTS_OVERFLOW', message: `more than ${CLIENT_EVENT_BACKLOG} events are waiting to be read; the connection was closed.` });
+    } finally {
+      idle.close();
+      commander.close();
+    }
   });
 
   test('load: 100 concurrent clients × 100 requests each, every one answered exactly once, in order', async () => {

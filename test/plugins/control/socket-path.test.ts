@@ -33,6 +33,24 @@ describe('control plugin options', () => {
     expect(() => parseOptions(options)).toThrow(message);
   });
 
+  // Each limit a user may raise has a ceiling of its own: the value at the ceiling is taken, one more is refused.
+  test.each([
+    ['maxRequestBytes', 256, 1024 * 1024],
+    ['maxFds', 0, 253],
+    ['maxConnections', 1, 4096],
+    ['stopTimeoutMs', 1, 3_600_000],
+  ] as const)('%s: %i to %i, and nothing outside', (name, min, max) => {
+    expect(parseOptions({ socket: '/x', [name]: min })[name]).toBe(min);
+    expect(parseOptions({ socket: '/x', [name]: max })[name]).toBe(max);
+    expect(() => parseOptions({ socket: '/x', [name]: max + 1 })).toThrow(`option '${name}' must be a whole number from ${min} to ${max}; got ${max + 1}`);
+    expect(() => parseOptions({ socket: '/x', [name]: min - 1 })).toThrow(`option '${name}' must be a whole number from ${min} to ${max}; got ${min - 1}`);
+  });
+
+  test('a socket path of 107 bytes is taken, 108 refused', () => {
+    expect(parseOptions({ socket: `/${'x'.repeat(106)}` }).socket).toHaveLength(107);
+    expect(() => parseOptions({ socket: `/${'x'.repeat(107)}` })).toThrow("option 'socket' is 108 bytes long; a Unix socket path may have at most 107");
+  });
+
   test('a bad option stops the VM before anything starts, naming the plugin and the option', () => {
     expect(() => new Vm({ ...DEFAULT_CONFIG }, [loadControlPlugin({ socket: '/tmp/x.sock', bogus: true })], { serialInput: null, serialOutput: 1 }))
       .toThrow(/plugin 'control' \(first-party control\) failed to start: unknown option 'bogus'/);
