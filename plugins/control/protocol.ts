@@ -222,7 +222,7 @@ export function encodeRequest(request: ControlRequestMessage): Buffer {
  * Encode a response. A result that JSON cannot carry (a BigInt, a cycle, nesting too deep for the
  * stack) or one too long for a datagram becomes an error response instead, so the client always
  * gets exactly one answer. The replacement is flat (an id, a code, a short message) and is
- * never sent back through here: it carries the id only if that is a valid one, otherwise null.
+ * never sent back through here: it carries the id if that is a valid one, null for any other.
  */
 export function encodeResponse(response: ControlResponse<unknown>): Buffer {
   let text: string;
@@ -248,7 +248,7 @@ export function isRequestId(value: unknown): value is ControlRequestId {
 /** The last resort reply; if even this cannot be encoded, one that certainly can. */
 function encodeFallback(code: string, message: string, id: unknown): Buffer {
   try {
-    return Buffer.from(JSON.stringify(errorResponse(code, message, isRequestId(id) ? id : null)));
+    return Buffer.from(JSON.stringify(errorResponse(code, message, id === undefined || isRequestId(id) ? id : null)));
   } catch {
     return Buffer.from(JSON.stringify(errorResponse(code, 'the reply cannot be encoded.', null)));
   }
