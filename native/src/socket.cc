@@ -80,6 +80,16 @@ thread_local Scratch t_scratch;
 
 }  // namespace
 
+// A fresh name beside `path` (same directory, so link(2) works), or "" when it would not fit
+// in sun_path.
+std::string TemporarySibling(const std::string& path) {
+  static unsigned counter = 0;
+  size_t slash = path.rfind('/');
+  std::string dir = slash == std::string::npos ? "" : path.substr(0, slash + 1);
+  std::string name = dir + ".vmm-" + std::to_string(getpid()) + "-" + std::to_string(counter++);
+  return name.size() < sizeof(sockaddr_un::sun_path) ? name : "";
+}
+
 Napi::Value UnixListen(const Napi::CallbackInfo& info) {
   Args args(info, "unixListen(path, type, backlog, mode?)");
   std::string path = args.Str(0);
@@ -88,7 +98,14 @@ Napi::Value UnixListen(const Napi::CallbackInfo& info) {
   std::optional<mode_t> mode;
   if (args.Has(3)) mode = args.Integer(info[3], "mode", 0, 0777);
   Napi::Env env = info.Env();
-  sockaddr_un address = UnixAddress(env, path, "bind");
+  sockaddr_un final_address = UnixAddress(env, path, "bind");
+  // The socket is bound, chmod'ed and listening under a temporary name, then linked into place:
+  // a peer never finds `path` bound but refusing connections (between bind and listen), which a
+  // stale-socket probe would take for a dead VMM's file. link(2), unlike rename(2), fails with
+  // EEXIST rather than replacing a live socket. A path too long for a sibling binds directly.
+  std::string temporary = TemporarySibling(path);
+  const std::string& bound = temporary.empty() ? path : temporary;
+  sockaddr_un address = temporary.empty() ? final_address : UnixAddress(env, temporary, "bind");
   UniqueFd fd(Check(env, socket(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), "socket"));
   // bind(2) gives the file the socket inode's mode masked by the umask: set it first, so the
   // file is never more open than `mode`, not even between bind and chmod.
@@ -96,11 +113,16 @@ Napi::Value UnixListen(const Napi::CallbackInfo& info) {
   Check(env, bind(fd.Get(), reinterpret_cast<sockaddr*>(&address), sizeof address), "bind");
   try {
     // Exactly `mode`, whatever the umask took away (the process umask is left alone).
-    if (mode) Check(env, chmod(path.c_str(), *mode), "chmod");
+    if (mode) Check(env, chmod(bound.c_str(), *mode), "chmod");
     // Datagram sockets have no connections to listen for; bound is all they need.
     if (type != SOCK_DGRAM) Check(env, listen(fd.Get(), backlog), "listen");
+    if (!temporary.empty()) {
+      // EEXIST here is what bind(2) on `path` says as EADDRINUSE: keep that meaning.
+      if (link(temporary.c_str(), path.c_str()) < 0) ThrowErrno(env, "bind", errno == EEXIST ? EADDRINUSE : errno);
+      unlink(temporary.c_str());
+    }
   } catch (...) {
-    unlink(path.c_str());  // bind created it, so it is ours to remove
+    unlink(bound.c_str());  // bind created it, so it is ours to remove
     throw;
   }
   return Napi::Number::New(env, fd.Release());

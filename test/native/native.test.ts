@@ -753,6 +753,20 @@ describe('native addon', () => {
       }
     });
 
+    test('unixListen links a listening socket into place: a path too long for a temporary sibling still binds', () => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vmm-native-'));
+      // 107 bytes: the longest sun_path; no ".vmm-PID-N" sibling fits beside it.
+      const long = path.join(dir, 'x'.repeat(107 - dir.length - 1));
+      try {
+        const fd = native.unixListen(long, native.SOCK_STREAM, 1, 0o600);
+        native.close(native.unixConnect(long, native.SOCK_STREAM));
+        native.close(fd);
+        expect(fs.readdirSync(dir)).toEqual([path.basename(long)]);
+      } finally {
+        fs.rmSync(dir, { recursive: true });
+      }
+    });
+
     test('unixListen with a mode: exactly that mode whatever the umask, which it leaves alone', () => {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vmm-native-'));
       const at = (name: string) => path.join(dir, name);
@@ -783,6 +797,9 @@ describe('native addon', () => {
 
         expect(thrown(() => native.unixListen(at('private'), native.SOCK_SEQPACKET, 1, 0o600)).code).toBe('EADDRINUSE');
         expect(modeOf('private')).toBe(0o600);
+        // The live socket is untouched and no temporary name was left behind.
+        native.close(native.unixConnect(at('private'), native.SOCK_SEQPACKET));
+        expect(fs.readdirSync(dir).sort()).toEqual(['default', 'dgram', 'group', 'open', 'private']);
         expect(thrown(() => native.unixListen(at('nodir/x'), native.SOCK_SEQPACKET, 1, 0o600)).code).toBe('ENOENT');
         const usage = thrown(() => native.unixListen(at('setuid'), native.SOCK_SEQPACKET, 1, 0o4600));
         expect(usage.message).toMatch(/^Usage: unixListen\(path, type, backlog, mode\?\): mode must be an integer from 0 to 511/);
