@@ -16,21 +16,15 @@ export const ROOT = path.join(__dirname, '..', '..', '..');
 export const CLI = path.join(ROOT, 'dist', 'cli', 'vmm.js');
 export const GUEST_KERNEL_SCRIPT = path.join(ROOT, 'scripts', 'guest-kernel');
 
+/** Where the guest's files live: the host-quirk command line, the init script, the recipe. */
+export const GUEST_LINUX_DIR = path.join(ROOT, 'guest', 'linux');
+
 /**
  * What the nested KVM on our CI hosts needs to get Linux to /init (shared/notes/machine.md):
- * CPUID features it cannot emulate hidden from the kernel, xsave off, no waiting on timers
- * whose calibration the slow emulated kernel mode would fail, and `rodata=off`: write-protecting
- * the kernel image rewrites its page tables page by page, 30 to 50 s of emulated kernel mode
- * between `IP-Config` and `/init` (protection the test guest does not need).
+ * guest/linux/host-quirks.cmdline, which `npm run linux` (guest/linux/shell) reads too.
  */
-export const HOST_QUIRK_CMDLINE = [
-  'noxsave',
-  'mitigations=off',
-  'tsc=reliable',
-  'no_timer_check',
-  'rodata=off',
-  'clearcpuid=cx16,smap,smep,popcnt,movbe,fsgsbase,rdrand,rdseed,invpcid,pcid',
-].join(' ');
+export const HOST_QUIRK_CMDLINE = fs.readFileSync(path.join(GUEST_LINUX_DIR, 'host-quirks.cmdline'), 'utf8')
+  .split('\n').map((line) => line.replace(/#.*/, '').trim()).filter(Boolean).join(' ');
 
 export const BASE_CMDLINE = `console=ttyS0 ${HOST_QUIRK_CMDLINE} panic=-1`;
 
@@ -82,6 +76,8 @@ export interface LinuxGuestOptions {
   fixture?: LinuxFixture;
   /** Tee the console to this stream as it arrives (e.g. process.stderr when debugging). */
   echo?: NodeJS.WritableStream;
+  /** Give vmm a stdin pipe (the guest's keyboard on COM1) instead of none: see `write`. */
+  input?: boolean;
 }
 
 export interface ChildExit { code: number | null; signal: NodeJS.Signals | null }
@@ -93,11 +89,14 @@ export interface LinuxGuest {
   /** Everything vmm printed on stdout (the guest's COM1) so far. */
   output(): string;
   stderr(): string;
+  /** Types into the guest's console (needs `input`). */
+  write(text: string): void;
   /**
-   * Resolves with the milliseconds since spawn at which `text` first appeared; rejects with the
-   * console so far if vmm exits or the timeout passes first.
+   * Resolves with the milliseconds since spawn at which `text` first appeared (at or after
+   * offset `from` of the output); rejects with the console so far if vmm exits or the timeout
+   * passes first.
    */
-  waitFor(text: string | RegExp, timeoutMs?: number): Promise<number>;
+  waitFor(text: string | RegExp, timeoutMs?: number, from?: number): Promise<number>;
   /** Resolves when the child has exited. */
   exited: Promise<ChildExit>;
   /** SIGTERM, then SIGKILL after `graceMs` if it is still running; resolves with the exit. */
@@ -112,14 +111,16 @@ export function bootLinux(options: LinuxGuestOptions = {}): LinuxGuest {
     '--cmdline', cmdline, ...(options.args ?? []),
   ];
   const [command, args] = options.namespace?.wrap(process.execPath, vmmArgs) ?? [process.execPath, vmmArgs];
-  return spawnGuest(command, args, options.echo);
+  return spawnGuest(command, args, options.echo, options.input);
 }
 
 /** Spawns any VMM (vmm, or QEMU for comparisons) whose stdout is the guest console, and watches it. */
-export function spawnGuest(command: string, args: string[], echo?: NodeJS.WritableStream): LinuxGuest {
+export function spawnGuest(command: string, args: string[], echo?: NodeJS.WritableStream, input = false): LinuxGuest {
   const options = { echo };
   const startedAt = performance.now();
-  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(command, args, { stdio: [input ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
+  // A guest that exits while we type must not turn into an unhandled EPIPE.
+  child.stdin?.on('error', () => {});
   let out = '';
   let err = '';
   const waiters = new Set<() => void>();
@@ -141,17 +142,19 @@ export function spawnGuest(command: string, args: string[], echo?: NodeJS.Writab
     child.on('close', (code, signal) => { exit = { code, signal }; wake(); resolve(exit); });
   });
 
-  /** Offset just past the first match, or -1. */
-  const matchEnd = (text: string | RegExp): number => {
-    if (typeof text === 'string') { const i = out.indexOf(text); return i < 0 ? -1 : i + text.length; }
-    const m = new RegExp(text.source, text.flags.replace('g', '')).exec(out);
+  /** Offset just past the first match at or after `from`, or -1. */
+  const matchEnd = (text: string | RegExp, from: number): number => {
+    if (typeof text === 'string') { const i = out.indexOf(text, from); return i < 0 ? -1 : i + text.length; }
+    const re = new RegExp(text.source, text.flags.includes('g') ? text.flags : `${text.flags}g`);
+    re.lastIndex = from;
+    const m = re.exec(out);
     return m ? m.index + m[0].length : -1;
   };
   const arrivedAt = (end: number) => arrivals.find(([e]) => e >= end)?.[1] ?? performance.now() - startedAt;
-  const waitFor = (text: string | RegExp, timeoutMs = LINUX_BOOT_TIMEOUT_MS): Promise<number> => new Promise((resolve, reject) => {
+  const waitFor = (text: string | RegExp, timeoutMs = LINUX_BOOT_TIMEOUT_MS, from = 0): Promise<number> => new Promise((resolve, reject) => {
     const key = String(text);
     const check = () => {
-      const end = matchEnd(text);
+      const end = matchEnd(text, from);
       if (end >= 0) {
         finish(); resolve(arrivedAt(end));
       } else if (exit) {
@@ -176,5 +179,10 @@ export function spawnGuest(command: string, args: string[], echo?: NodeJS.Writab
     return exited;
   };
 
-  return { child, startedAt, output: () => out, stderr: () => err, waitFor, exited, stop };
+  const write = (text: string) => {
+    if (!child.stdin) throw new Error('this guest was started without input (pass input: true)');
+    if (!exit) child.stdin.write(text);
+  };
+
+  return { child, startedAt, output: () => out, stderr: () => err, write, waitFor, exited, stop };
 }
