@@ -71,6 +71,8 @@ export interface CallRecord {
 export class Meter {
   readonly violations: string[] = [];
   calls = 0;
+  /** Milliseconds spent in measured calls, in all (a spin shows as busy time while idle). */
+  busyMs = 0;
   worst: CallRecord = { what: '', ms: 0, bytes: 0 };
   private depth = 0;
 
@@ -95,6 +97,7 @@ export class Meter {
       this.depth--;
     }
     const ms = performance.now() - start;
+    this.busyMs += ms;
     const after = residentKiB();
     const grown = Math.max((clearRefsWorks ? after.peak : after.rss) - before.rss, process.memoryUsage().arrayBuffers - buffersBefore);
     if (ms > this.worst.ms) this.worst = { ...this.worst, what, ms };
@@ -138,6 +141,27 @@ export class Meter {
 export function describe(error: unknown): string {
   if (error instanceof Error) return `${error.name}: ${error.message}`;
   return String(error);
+}
+
+/** The open fds now, as "n→what" (what /proc/self/fd/n links to). */
+export function fdSnapshot(): Set<string> {
+  return new Set(openFdList());
+}
+
+/**
+ * The fds open now that were not open at `before` (same number and file): what a run left
+ * open. Fds the test runner itself closed meanwhile do not count either way.
+ */
+export async function leakedFds(before: Set<string>): Promise<string[]> {
+  let leaked: string[] = [];
+  // Closing can lag a turn (a watcher's handle, a socket the peer closed).
+  for (let i = 0; i < 5; i++) {
+    // An fd that no longer links anywhere was the listing's own directory fd.
+    leaked = openFdList().filter((fd) => fd.includes('→') && !before.has(fd));
+    if (leaked.length === 0) break;
+    await turn();
+  }
+  return leaked;
 }
 
 export function openFdCount(): number {

@@ -113,7 +113,7 @@ function datagram(input: Input): Uint8Array {
   }
 }
 
-function checkExchange(input: Input): void {
+export function checkExchange(input: Input): void {
   const meter = new Meter();
   const data = datagram(input);
   // The server refuses longer datagrams before decoding them (MSG_TRUNC).

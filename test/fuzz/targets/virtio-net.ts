@@ -26,7 +26,7 @@ import { native } from '../../../native';
 import { RX_QUEUE, TX_QUEUE, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_TSO_ECN, VIRTIO_NET_F_MRG_RXBUF, VIRTIO_NET_HDR_NUM_BUFFERS, VIRTIO_NET_HDR_SIZE, VMM_NET_MAX_FRAME } from '../../../plugins/virtio-net/constants';
 import { VirtioNetDevice } from '../../../plugins/virtio-net/device';
 import { sameBytes, seededBytes, splitLengths } from '../harness/bytes';
-import { InvariantError, Meter, invariant, openFdCount, openFdList, recordingLog, settle, turn } from '../harness/meter';
+import { InvariantError, Meter, fdSnapshot, invariant, leakedFds, recordingLog, settle, turn } from '../harness/meter';
 import type { FuzzTarget } from '../harness/target';
 
 const MiB = 1024 * 1024;
@@ -384,7 +384,7 @@ class NetRig {
 }
 
 export async function runNetScenario(scenario: NetScenario): Promise<void> {
-  const baseline = openFdCount();
+  const before = fdSnapshot();
   const rig = new NetRig(scenario);
   const { meter } = rig;
   let closed = false;
@@ -399,10 +399,17 @@ export async function runNetScenario(scenario: NetScenario): Promise<void> {
         case 'host-read': rig.hostReading = action.on; break;
         case 'reset': rig.reset(); break;
         case 'idle': {
-          const before = rig.tapEvents;
+          // Nothing happens meanwhile: the device may finish what it has, then must rest. A
+          // spin shows as callbacks without end, or as the loop kept busy in the device.
+          await turn();
+          const events = rig.tapEvents;
+          const busy = meter.busyMs;
+          const start = performance.now();
           await settle(action.ms);
-          const events = rig.tapEvents - before;
-          invariant(events <= Math.max(40, 2 * action.ms), () => `${events} TAP callbacks in ${action.ms} ms with nothing to do: a busy spin`);
+          const elapsed = performance.now() - start;
+          const spent = meter.busyMs - busy;
+          invariant(rig.tapEvents - events <= Math.max(40, 2 * action.ms) && spent <= Math.max(10, elapsed / 2),
+            () => `${rig.tapEvents - events} TAP callbacks, ${spent.toFixed(0)} ms in the device, during ${elapsed.toFixed(0)} ms with nothing to do: a busy spin`);
           break;
         }
       }
@@ -462,8 +469,8 @@ export async function runNetScenario(scenario: NetScenario): Promise<void> {
     native.close(rig.hostFd);
     closed = true;
     meter.check();
-    await turn();
-    invariant(openFdCount() === baseline, () => `${openFdCount()} fds open after shutdown, ${baseline} before: ${openFdList().join(', ')}`);
+    const leaked = await leakedFds(before);
+    invariant(leaked.length === 0, () => `fds left open after shutdown: ${leaked.join(', ')}`);
   } finally {
     if (!closed) {
       try { rig.device.shutdown(); } catch { /* reported above */ }

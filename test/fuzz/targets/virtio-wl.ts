@@ -30,7 +30,7 @@ import type { GuestShmMapping, VirtioChain } from '../../../plugin-api';
 import { WlDevice } from '../../../plugins/virtio-wl/device';
 import { WlSocketRegistry } from '../../../plugins/virtio-wl/sockets';
 import { sameBytes, seededBytes, splitLengths } from '../harness/bytes';
-import { InvariantError, Meter, invariant, openFdCount, openFdList, recordingLog, settle, turn } from '../harness/meter';
+import { InvariantError, Meter, invariant, fdSnapshot, leakedFds, openFdCount, recordingLog, settle, turn } from '../harness/meter';
 import type { FuzzTarget } from '../harness/target';
 
 const MiB = 1024 * 1024;
@@ -58,7 +58,7 @@ const LIMITS = { maxVfds: 12, maxContexts: 3, maxShmBytes: 256 * 1024, connectTi
 /** Names in the socket registry: two listeners, one whose file does not exist, one non-listening fd. */
 const NAMES = ['', 'x', 'gone', 'np'];
 
-type Command =
+export type WlCommand =
   | { c: 'new'; id: number; flags: number; size: number }
   | { c: 'pipe'; id: number; flags: number }
   | { c: 'ctx'; id: number }
@@ -68,7 +68,7 @@ type Command =
   | { c: 'other'; type: number; len: number; seed: number };
 
 interface ChainSpec {
-  cmd: Command;
+  cmd: WlCommand;
   /** Keep only this many bytes of the request (a truncated struct). */
   truncate: number | null;
   split: number;
@@ -108,7 +108,7 @@ const idArb = fc.oneof(
   { weight: 1, arbitrary: fc.nat({ max: 0xffffffff }) },
 );
 const sizeArb = fc.oneof({ weight: 4, arbitrary: fc.constantFrom(1, 4096, 65536, 128 * 1024) }, { weight: 1, arbitrary: fc.constantFrom(0, 300 * 1024, 0x7fffffff, 0xfffff001, 0xffffffff) }, { weight: 1, arbitrary: fc.nat({ max: 0xffffffff }) });
-const commandArb: fc.Arbitrary<Command> = fc.oneof(
+const commandArb: fc.Arbitrary<WlCommand> = fc.oneof(
   { weight: 2, arbitrary: fc.record({ c: fc.constant('new' as const), id: idArb, flags: fc.oneof({ weight: 6, arbitrary: fc.constantFrom(0, 0, 1, 3) }, { weight: 1, arbitrary: fc.nat({ max: 0xffffffff }) }), size: sizeArb }) },
   { weight: 3, arbitrary: fc.record({ c: fc.constant('pipe' as const), id: idArb, flags: fc.oneof({ weight: 8, arbitrary: fc.constantFrom(VFD_WRITE, VFD_READ) }, { weight: 1, arbitrary: fc.constantFrom(0, 3) }, { weight: 1, arbitrary: fc.nat({ max: 0xffffffff }) }) }) },
   { weight: 3, arbitrary: fc.record({ c: fc.constant('ctx' as const), id: idArb }) },
@@ -198,7 +198,7 @@ function ctrlVfdNew(type: number, id: number, flags: number, size: number, name?
 }
 
 /** The request bytes, except a large SEND payload, which lies in the BIG region (`bigPayload` bytes). */
-function encode(cmd: Command): { head: Uint8Array; bigPayload: number } {
+function encode(cmd: WlCommand): { head: Uint8Array; bigPayload: number } {
   switch (cmd.c) {
     case 'new': return { head: ctrlVfdNew(CMD.NEW, cmd.id, cmd.flags, cmd.size), bigPayload: 0 };
     case 'pipe': return { head: ctrlVfdNew(CMD.NEW_PIPE, cmd.id, cmd.flags, 0), bigPayload: 0 };
@@ -509,12 +509,23 @@ class WlRig {
         this.contextsByName.set(name, [...(this.contextsByName.get(name) ?? []), (spec.cmd as { id: number }).id >>> 0]);
         this.pair(name);
       }
-      if (type === RESP.OK && spec.cmd.c === 'close' && spec.truncate === null) {
-        const id = spec.cmd.id;
-        for (const p of this.peers) if (p.contextId === id) { p.guestClosed = true; p.contextId = -1; }
-        this.received.delete(id);
-      }
+      if (type === RESP.OK && spec.cmd.c === 'close') this.closed(spec.cmd.id);
+    } else if (spec.cmd.c === 'close') {
+      // A CLOSE whose answer the driver cannot read may have closed the context.
+      this.closed(spec.cmd.id);
     }
+  }
+
+  /** The guest closed VFD `id`: a context's peer data may be lost, and the id may name a new one. */
+  private closed(id: number): void {
+    for (const p of this.peers) {
+      if (p.contextId !== id) continue;
+      p.guestClosed = true;
+      p.contextId = -1;
+    }
+    // Not paired yet (its connection not accepted): the peer that gets it is not checked.
+    for (const ids of this.contextsByName.values()) ids.forEach((x, i) => { if (x === id >>> 0) ids[i] = -1; });
+    this.received.delete(id >>> 0);
   }
 
   private inCompleted(c: Completed<InToken>): void {
@@ -663,6 +674,7 @@ const bit = (n: number): bigint => 1n << BigInt(n);
 
 export async function runWlScenario(scenario: WlScenario): Promise<void> {
   const baseline = openFdCount();
+  const before = fdSnapshot();
   const rig = new WlRig(scenario);
   const { meter } = rig;
   let shut = false;
@@ -724,8 +736,8 @@ export async function runWlScenario(scenario: WlScenario): Promise<void> {
     shut = true;
     rig.close();
     meter.check();
-    await turn();
-    invariant(openFdCount() === baseline, () => `${openFdCount()} fds open after shutdown, ${baseline} before: ${openFdList().join(', ')}`);
+    const leaked = await leakedFds(before);
+    invariant(leaked.length === 0, () => `fds left open after shutdown: ${leaked.join(', ')}`);
   } finally {
     if (!shut) {
       try { rig.device.shutdown(); } catch { /* reported above */ }
