@@ -99,3 +99,24 @@ export const MAX_COMMAND_BYTES = CTRL_VFD_NEW_FULL_SIZE;
 export const OUT_COMMANDS_PER_TURN = 256;
 /** …or readable bytes of those commands, whichever comes first. */
 export const OUT_BYTES_PER_TURN = 16 * 1024 * 1024;
+
+// --- vmm's per-call flags extension (guest/linux/virtio_wl/EXTENSION.md)
+/**
+ * VIRTIO_WL_F_SEND_DONTWAIT: a VFD_SEND may carry VIRTIO_WL_CTRL_FLAG_DONTWAIT; the device then
+ * answers RESP_WOULD_BLOCK (nothing sent) instead of waiting for the host fd, and sends
+ * VFD_WRITABLE once it can take data again. The top device-specific bit: crosvm allocates from
+ * the bottom (1..3).
+ */
+export const VIRTIO_WL_F_SEND_DONTWAIT = 23;
+/** ctrl_hdr.flags of a VFD_SEND: take all of it now or none of it. */
+export const VIRTIO_WL_CTRL_FLAG_DONTWAIT = 0x1;
+/** Reply to a DONTWAIT VFD_SEND the host could not take at once: none of it was sent. */
+export const VIRTIO_WL_RESP_WOULD_BLOCK = 0x1080;
+/** In-queue event (ctrl_vfd): a VFD that was answered WOULD_BLOCK can take data again. */
+export const VIRTIO_WL_CMD_VFD_WRITABLE = 0x180;
+/**
+ * Most bytes of accepted DONTWAIT sends the device holds, all VFDs together, while their host
+ * fds are full (a send the host took part of is accepted, and its rest kept). A DONTWAIT send
+ * that could pass it is answered WOULD_BLOCK before anything is written.
+ */
+export const MAX_HELD_SEND_BYTES = 16 * 1024 * 1024;

@@ -24,6 +24,15 @@
  * Guest-sized input is bounded before it is read (chain-bytes.ts): a command reads at most its
  * largest struct, a SEND at most MAX_SEND_CHAIN_BYTES (else RESP_ERR, nothing read). Resources
  * are bounded by the plugin's limits (limits.ts).
+ *
+ * vmm's per-call flags extension (VIRTIO_WL_F_SEND_DONTWAIT, guest/linux/virtio_wl/EXTENSION.md),
+ * when the driver acks it: a SEND marked DONTWAIT that the host fd takes nothing of is answered
+ * WOULD_BLOCK (nothing sent), and the VFD gets one VFD_WRITABLE event once the fd is writable.
+ * One the host takes part of is accepted (RESP_OK) and its rest held on the VFD (heldSend, at
+ * most MAX_HELD_SEND_BYTES over all VFDs) until the fd takes it; meanwhile DONTWAIT sends to
+ * that VFD are answered WOULD_BLOCK and a blocking one waits behind it. A DONTWAIT SEND queued
+ * behind a blocking SEND that waits still waits with it: chains are answered in order.
+ * Without the feature, the flag is ignored and every SEND behaves as crosvm's.
  */
 import type { Debugger } from 'debug';
 import { native } from '../../native';
@@ -32,19 +41,21 @@ import type {
 } from '../../plugin-api';
 import { readableBytes } from './chain-bytes';
 import {
-  IN_BUFFER_LEN, MAX_COMMAND_BYTES, MAX_SEND_CHAIN_BYTES, NEXT_VFD_ID_BASE, OUT_BYTES_PER_TURN, OUT_COMMANDS_PER_TURN,
+  IN_BUFFER_LEN, MAX_COMMAND_BYTES, MAX_HELD_SEND_BYTES, MAX_SEND_CHAIN_BYTES, NEXT_VFD_ID_BASE, OUT_BYTES_PER_TURN,
+  OUT_COMMANDS_PER_TURN,
   PAGE_SIZE, VFD_ID_HOST_MASK, VIRTIO_ID_WL, VIRTIO_WL_CMD_VFD_CLOSE,
   VIRTIO_WL_CMD_VFD_DMABUF_SYNC, VIRTIO_WL_CMD_VFD_NEW, VIRTIO_WL_CMD_VFD_NEW_CTX, VIRTIO_WL_CMD_VFD_NEW_CTX_NAMED,
   VIRTIO_WL_CMD_VFD_NEW_DMABUF, VIRTIO_WL_CMD_VFD_NEW_PIPE, VIRTIO_WL_CMD_VFD_SEND, VIRTIO_WL_CMD_VFD_SEND_FOREIGN_ID,
-  VIRTIO_WL_F_TRANS_FLAGS, VIRTIO_WL_RESP_ERR, VIRTIO_WL_RESP_INVALID_CMD, VIRTIO_WL_RESP_INVALID_FLAGS,
-  VIRTIO_WL_RESP_INVALID_ID, VIRTIO_WL_RESP_INVALID_TYPE, VIRTIO_WL_RESP_OK, VIRTIO_WL_RESP_OUT_OF_MEMORY,
+  VIRTIO_WL_CTRL_FLAG_DONTWAIT, VIRTIO_WL_F_SEND_DONTWAIT, VIRTIO_WL_F_TRANS_FLAGS, VIRTIO_WL_RESP_ERR,
+  VIRTIO_WL_RESP_INVALID_CMD, VIRTIO_WL_RESP_INVALID_FLAGS, VIRTIO_WL_RESP_INVALID_ID, VIRTIO_WL_RESP_INVALID_TYPE,
+  VIRTIO_WL_RESP_OK, VIRTIO_WL_RESP_OUT_OF_MEMORY, VIRTIO_WL_RESP_WOULD_BLOCK,
   VIRTIO_WL_VFD_CONTROL, VIRTIO_WL_VFD_MAP, VIRTIO_WL_VFD_READ, VIRTIO_WL_VFD_WRITE, VIRTWL_QUEUE_COUNT,
   VIRTWL_QUEUE_SIZE, VIRTWL_SEND_MAX_ALLOCS, VIRTWL_VQ_IN, VIRTWL_VQ_OUT,
 } from './constants';
 import type { WlLimits } from './limits';
 import {
   decodeCtrlVfd, decodeType, decodeVfdNew, decodeVfdNewNamed, decodeVfdSend, encodeHup, encodeRecv,
-  encodeRespVfdNew, encodeSimpleResp, encodeVfdNewEvent,
+  encodeRespVfdNew, encodeSimpleResp, encodeVfdNewEvent, encodeWritable,
 } from './protocol';
 import { OutgoingSend } from './send';
 import { closeQuietly, WlSocketError, type WlSocketRegistry } from './sockets';
@@ -96,8 +107,11 @@ function simple(type: number): Uint8Array {
 
 export class WlDevice implements VirtioDevice {
   readonly deviceType = VIRTIO_ID_WL;
-  /** TRANS_FLAGS only: no SEND_FENCES (no fences), no USE_SHMEM (pfns are guest-physical). */
-  readonly features = 1n << BigInt(VIRTIO_WL_F_TRANS_FLAGS);
+  /**
+   * TRANS_FLAGS and vmm's SEND_DONTWAIT; no SEND_FENCES (no fences), no USE_SHMEM (pfns are
+   * guest-physical).
+   */
+  readonly features = (1n << BigInt(VIRTIO_WL_F_TRANS_FLAGS)) | (1n << BigInt(VIRTIO_WL_F_SEND_DONTWAIT));
   readonly queueMaxSizes: readonly number[] = new Array<number>(VIRTWL_QUEUE_COUNT).fill(VIRTWL_QUEUE_SIZE);
   /** §1.4: no configuration space. */
   readonly config = new Uint8Array(0);
@@ -106,6 +120,8 @@ export class WlDevice implements VirtioDevice {
   private inQueue: VirtioQueue | undefined;
   private outQueue: VirtioQueue | undefined;
   private transition = false;
+  /** The driver acked VIRTIO_WL_F_SEND_DONTWAIT. */
+  private dontwait = false;
   private readonly vfds = new Map<number, Vfd>();
   private nextHostId = NEXT_VFD_ID_BASE;
   private readonly backlog: InEvent[] = [];
@@ -126,10 +142,11 @@ export class WlDevice implements VirtioDevice {
   activate(activation: VirtioActivation): void {
     this.clear();
     this.transition = (activation.features & (1n << BigInt(VIRTIO_WL_F_TRANS_FLAGS))) !== 0n;
+    this.dontwait = (activation.features & (1n << BigInt(VIRTIO_WL_F_SEND_DONTWAIT))) !== 0n;
     this.memory = activation.memory;
     this.inQueue = activation.queues[VIRTWL_VQ_IN];
     this.outQueue = activation.queues[VIRTWL_VQ_OUT];
-    this.env.log('activated (transition flags %s)', this.transition);
+    this.env.log('activated (transition flags %s, send dontwait %s)', this.transition, this.dontwait);
   }
 
   queueNotify(index: number): void {
@@ -450,12 +467,80 @@ export class WlDevice implements VirtioDevice {
       return simple(VIRTIO_WL_RESP_INVALID_TYPE);
     }
     // The payload is written from guest memory; only a send that must wait copies it.
-    return this.pushSend(new OutgoingSend(chain, target, target.writeFd!, isSocket, req.data, isView, fds, listed));
+    const send = new OutgoingSend(chain, target, target.writeFd!, isSocket, req.data, isView, fds, listed);
+    if (this.dontwait && (req.flags & VIRTIO_WL_CTRL_FLAG_DONTWAIT) !== 0) return this.sendWithoutWaiting(send);
+    return this.pushSend(send);
+  }
+
+  /** A DONTWAIT SEND: accepted (RESP_OK, perhaps with a held rest) or WOULD_BLOCK, never PENDING. */
+  private sendWithoutWaiting(send: OutgoingSend): Uint8Array {
+    const target = send.target;
+    // Behind a held rest nothing may go first; past the bound nothing more is held.
+    if (target.heldSend) return this.wouldBlock(target, false);
+    if (this.heldBytes + send.remaining > MAX_HELD_SEND_BYTES) return this.wouldBlock(target, true);
+    let state: 'sent' | 'wait' | 'refused';
+    try {
+      state = send.push(true);
+    } catch (error) {
+      send.release();
+      this.env.log('send on vfd %d: %s', target.id, (error as Error).message);
+      return simple(VIRTIO_WL_RESP_ERR);
+    }
+    if (state === 'refused') return this.wouldBlock(target, false);
+    if (state === 'wait') {
+      target.heldSend = send;
+      this.updateWatch(target);
+    } else {
+      send.release();
+    }
+    this.dropSentRemotePipes(send);
+    return simple(VIRTIO_WL_RESP_OK);
+  }
+
+  /**
+   * WOULD_BLOCK, and a VFD_WRITABLE owed to the VFD: once its host fd can take data, or, when
+   * the bound on held bytes refused it (`forRoom`), once the held sends left room.
+   */
+  private wouldBlock(target: Vfd, forRoom: boolean): Uint8Array {
+    // A refusal for room while one for the fd is owed keeps the fd's (its end decides first).
+    target.waitsForRoom = forRoom && !(target.owesWritable && !target.waitsForRoom);
+    target.owesWritable = true;
+    this.updateWatch(target);
+    return simple(VIRTIO_WL_RESP_WOULD_BLOCK);
+  }
+
+  /** Bytes the VFDs' held sends still have to write. */
+  private get heldBytes(): number {
+    let held = 0;
+    for (const vfd of this.vfds.values()) held += vfd.heldSend?.remaining ?? 0;
+    return held;
+  }
+
+  /** §3.5 step 4: the host peer holds the remote pipe ends of the VFDs a send listed. */
+  private dropSentRemotePipes(send: OutgoingSend): void {
+    for (const vfd of send.listed) {
+      if (this.vfds.get(vfd.id) !== vfd || vfd.remotePipe === undefined) continue;
+      vfd.dropRemotePipe();
+      this.updateWatch(vfd);
+    }
   }
 
   /** Write as much as the host takes; RESP_OK when all is out, PENDING when it must wait. */
   private pushSend(send: OutgoingSend): Outcome {
-    let state: 'sent' | 'wait';
+    if (send.target.heldSend) {
+      // The rest of an accepted DONTWAIT send goes first (ready() resumes this one after it).
+      try {
+        send.hold();
+      } catch (error) {
+        send.release();
+        this.env.log('send on vfd %d: %s', send.target.id, (error as Error).message);
+        return simple(VIRTIO_WL_RESP_ERR);
+      }
+      this.blocked = send;
+      this.updateWatch(send.target);
+      return PENDING;
+    }
+    let state: 'sent' | 'wait' | 'refused';
     try {
       state = send.push();
     } catch (error) {
@@ -469,12 +554,7 @@ export class WlDevice implements VirtioDevice {
       return PENDING;
     }
     send.release();
-    // §3.5 step 4: the host peer holds the remote pipe ends now.
-    for (const vfd of send.listed) {
-      if (this.vfds.get(vfd.id) !== vfd || vfd.remotePipe === undefined) continue;
-      vfd.dropRemotePipe();
-      this.updateWatch(vfd);
-    }
+    this.dropSentRemotePipes(send);
     return simple(VIRTIO_WL_RESP_OK);
   }
 
@@ -577,14 +657,60 @@ export class WlDevice implements VirtioDevice {
       // A guest-write pipe: only its hangup (the reader went away) is news.
       else if (vfd.remotePipe === undefined) events |= native.POLL_DISCONNECT;
     }
-    if (this.blocked?.target === vfd) events |= native.POLL_WRITABLE;
+    if (this.blocked?.target === vfd || vfd.heldSend || this.writableOwedNow(vfd)) events |= native.POLL_WRITABLE;
     vfd.watch(fd, events, this.onReady);
+  }
+
+  /**
+   * Watch the fd for an owed VFD_WRITABLE: not while a held rest is in the way (its end
+   * decides), nor when the refusal was for room (the fd, writable already, would wake the guest
+   * only to be refused again: the end of a held send looks again, see writable()).
+   */
+  private writableOwedNow(vfd: Vfd): boolean {
+    return vfd.owesWritable && !vfd.heldSend && !vfd.waitsForRoom;
+  }
+
+  private sendWritable(vfd: Vfd): void {
+    vfd.owesWritable = false;
+    vfd.waitsForRoom = false;
+    this.backlog.push({ target: vfd.id, bytes: encodeWritable(vfd.id) });
+  }
+
+  /**
+   * The fd of a VFD with a held rest or an owed VFD_WRITABLE became writable (or failed). When
+   * the peer went away (`disconnected`), no VFD_WRITABLE: the read side's end of file brings
+   * VFD_HUP, which answers the WOULD_BLOCK (EXTENSION.md §1.4).
+   */
+  private writable(vfd: Vfd, disconnected: boolean): void {
+    const held = vfd.heldSend;
+    if (held) {
+      let state: 'sent' | 'wait' | 'refused' = 'sent';
+      try {
+        state = held.push();
+      } catch (error) {
+        // The guest was told it went: as a socket's peer that died after send() returned.
+        this.env.log('held send on vfd %d failed with %d bytes unsent: %s', vfd.id, held.remaining, (error as Error).message);
+      }
+      if (state !== 'sent') return;
+      held.release();
+      vfd.heldSend = undefined;
+      // Half the bound free again: the VFDs refused for room are told (a little hysteresis, so
+      // a guest is not woken for every held send that ends near the bound).
+      if (this.heldBytes < MAX_HELD_SEND_BYTES / 2) {
+        for (const other of this.vfds.values()) if (other.owesWritable && other.waitsForRoom) this.sendWritable(other);
+      }
+    }
+    if (this.writableOwedNow(vfd) && !disconnected) this.sendWritable(vfd);
+    this.pumpIn();
+    this.updateWatch(vfd);
   }
 
   private ready(vfd: Vfd, events: number, status: number): void {
     try {
       if (this.vfds.get(vfd.id) !== vfd) return;
-      if (this.blocked?.target === vfd && ((events & native.POLL_WRITABLE) || status < 0)) this.resumeSend();
+      const canWrite = (events & native.POLL_WRITABLE) !== 0 || status < 0;
+      if (canWrite && (vfd.heldSend || vfd.owesWritable)) this.writable(vfd, (events & native.POLL_DISCONNECT) !== 0 || status < 0);
+      if (this.blocked?.target === vfd && canWrite) this.resumeSend();
       if (this.vfds.get(vfd.id) !== vfd || vfd.hungUp) return;
       const input = status < 0 || (events & (native.POLL_READABLE | native.POLL_DISCONNECT)) !== 0;
       if (!input) return;
@@ -725,6 +851,7 @@ export class WlDevice implements VirtioDevice {
     this.inQueue = undefined;
     this.outQueue = undefined;
     this.readPaused = false;
+    this.dontwait = false;
     this.nextHostId = NEXT_VFD_ID_BASE;
   }
 }

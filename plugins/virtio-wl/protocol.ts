@@ -5,7 +5,8 @@
  */
 import {
   CTRL_VFD_NEW_SIZE, CTRL_VFD_SEND_SIZE, CTRL_VFD_SIZE, NAME_LENGTH, NAME_OFFSET, SIMPLE_RESP_SIZE,
-  VIRTIO_WL_CMD_VFD_HUP, VIRTIO_WL_CMD_VFD_NEW, VIRTIO_WL_CMD_VFD_RECV, VIRTIO_WL_RESP_VFD_NEW,
+  VIRTIO_WL_CMD_VFD_HUP, VIRTIO_WL_CMD_VFD_NEW, VIRTIO_WL_CMD_VFD_RECV, VIRTIO_WL_CMD_VFD_WRITABLE,
+  VIRTIO_WL_RESP_VFD_NEW,
 } from './constants';
 
 function dv(bytes: Uint8Array): DataView {
@@ -47,6 +48,8 @@ export function decodeVfdNewNamed(bytes: Uint8Array): { id: number; name: Uint8A
 }
 
 export interface CtrlVfdSend {
+  /** ctrl_hdr.flags (0, or VIRTIO_WL_CTRL_FLAG_DONTWAIT under the extension). */
+  flags: number;
   id: number;
   /** vfd_count as sent (may be above the limit; the caller checks). */
   count: number;
@@ -59,14 +62,15 @@ export interface CtrlVfdSend {
 export function decodeVfdSend(bytes: Uint8Array, maxCount: number): CtrlVfdSend | null {
   if (bytes.length < CTRL_VFD_SEND_SIZE) return null;
   const v = dv(bytes);
+  const flags = v.getUint32(4, true);
   const id = v.getUint32(8, true);
   const count = v.getUint32(12, true);
-  if (count > maxCount) return { id, count, ids: null, data: new Uint8Array(0) };
+  if (count > maxCount) return { flags, id, count, ids: null, data: new Uint8Array(0) };
   const end = CTRL_VFD_SEND_SIZE + 4 * count;
-  if (bytes.length < end) return { id, count, ids: null, data: new Uint8Array(0) };
+  if (bytes.length < end) return { flags, id, count, ids: null, data: new Uint8Array(0) };
   const ids: number[] = [];
   for (let i = 0; i < count; i++) ids.push(v.getUint32(CTRL_VFD_SEND_SIZE + 4 * i, true));
-  return { id, count, ids, data: bytes.subarray(end) };
+  return { flags, id, count, ids, data: bytes.subarray(end) };
 }
 
 /** RESP_OK or an error: only the 4-byte type word. */
@@ -109,11 +113,20 @@ export function encodeRecv(id: number, ids: readonly number[], data: Uint8Array)
   return out;
 }
 
-/** In-queue VFD_HUP: ctrl_vfd, 12 bytes. */
-export function encodeHup(id: number): Uint8Array {
+function encodeCtrlVfd(type: number, id: number): Uint8Array {
   const out = new Uint8Array(CTRL_VFD_SIZE);
   const v = dv(out);
-  v.setUint32(0, VIRTIO_WL_CMD_VFD_HUP, true);
+  v.setUint32(0, type, true);
   v.setUint32(8, id, true);
   return out;
+}
+
+/** In-queue VFD_HUP: ctrl_vfd, 12 bytes. */
+export function encodeHup(id: number): Uint8Array {
+  return encodeCtrlVfd(VIRTIO_WL_CMD_VFD_HUP, id);
+}
+
+/** In-queue VFD_WRITABLE (the DONTWAIT extension): ctrl_vfd, 12 bytes. */
+export function encodeWritable(id: number): Uint8Array {
+  return encodeCtrlVfd(VIRTIO_WL_CMD_VFD_WRITABLE, id);
 }

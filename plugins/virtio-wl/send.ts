@@ -11,6 +11,10 @@
  *     control connection, a TAP, another VM's context) and go to the peer as SCM_RIGHTS.
  *
  * release() closes the duplicates; call it once the send is done, failed or abandoned.
+ *
+ * A DONTWAIT send (the per-call flags extension) pushes with allOrNothing: if the host takes
+ * nothing at once it is 'refused' and owns nothing; if the host took part of it, it is accepted
+ * and its rest waits like any other (the device holds it for the VFD, device.ts heldSend).
  */
 import { native } from '../../native';
 import type { VirtioChain } from '../../plugin-api';
@@ -21,6 +25,8 @@ export class OutgoingSend {
   private offset = 0;
   private fdsSent: boolean;
   private ownsFds = false;
+  /** Some of it (a byte or the fds) went to the host. */
+  private started = false;
 
   /**
    * `data` may be a view of guest memory (`dataIsView`); `fds` are the listed VFDs' fds, valid
@@ -48,17 +54,20 @@ export class OutgoingSend {
 
   /**
    * Write as much as the host takes: 'sent' when every byte and fd is out, 'wait' when the rest
-   * must wait for the fd to become writable. Throws on a host error (EPIPE, …) or when it
-   * cannot take ownership (dup failing): nothing of the fds went out then.
+   * must wait for the fd to become writable. With `allOrNothing`, a host that takes nothing at
+   * once gives 'refused' instead, and the send owns nothing. Throws on a host error (EPIPE, …)
+   * or when it cannot take ownership (dup failing): nothing of the fds went out then.
    */
-  push(): 'sent' | 'wait' {
+  push(allOrNothing = false): 'sent' | 'wait' | 'refused' {
     while (this.offset < this.data.length || !this.fdsSent) {
       const chunk = this.data.subarray(this.offset);
       const n = this.isSocket ? native.sendmsg(this.fd, chunk, this.fdsSent ? [] : this.fds) : native.write(this.fd, chunk);
       if (n < 0) {
+        if (allOrNothing && !this.started) return 'refused';
         this.own();
         return 'wait';
       }
+      this.started = true;
       if (!this.fdsSent) {
         // The first write carried them: the kernel holds its own references now.
         this.fdsSent = true;
@@ -69,6 +78,14 @@ export class OutgoingSend {
       if (n === 0) throw new Error('the host fd took no bytes');
     }
     return 'sent';
+  }
+
+  /**
+   * Take ownership now of what a later push() still needs (a send that must wait without being
+   * pushed: behind the rest of an earlier one on the same fd).
+   */
+  hold(): void {
+    this.own();
   }
 
   /** Close the duplicated fds (sent, failed or abandoned); idempotent. */

@@ -15,6 +15,7 @@ import type { GuestShmMapping } from '../../plugin-api';
 import {
   VIRTIO_WL_VFD_CONTROL, VIRTIO_WL_VFD_MAP, VIRTIO_WL_VFD_READ, VIRTIO_WL_VFD_WRITE, VIRTWL_PFN_SHIFT,
 } from './constants';
+import type { OutgoingSend } from './send';
 import { closeQuietly } from './sockets';
 
 export interface LocalPipe {
@@ -47,6 +48,15 @@ export class Vfd {
   isContext = false;
   /** Bytes of guest-allocated shared memory (VFD_NEW): count against maxShmBytes until CLOSE. */
   guestShmBytes = 0;
+  /**
+   * DONTWAIT extension: an accepted send the host took only part of; its rest goes out as the
+   * host fd becomes writable, before anything else sent to this VFD.
+   */
+  heldSend: OutgoingSend | undefined;
+  /** DONTWAIT extension: WOULD_BLOCK was answered, a VFD_WRITABLE is owed. */
+  owesWritable = false;
+  /** …and the reason was the bound on held bytes, not this VFD's fd: room decides, not the fd. */
+  waitsForRoom = false;
   private watcher: FdWatcher | undefined;
   private watching = 0;
   private closed = false;
@@ -109,6 +119,11 @@ export class Vfd {
 
   /** The host side is gone: close the socket / local pipe end (the id stays valid). */
   closeHostSide(): void {
+    // A held rest would go to the fd being closed (and, later, to whatever reuses its number).
+    this.heldSend?.release();
+    this.heldSend = undefined;
+    this.owesWritable = false;
+    this.waitsForRoom = false;
     this.stopWatching();
     if (this.socket !== undefined) closeQuietly(this.socket);
     this.socket = undefined;
