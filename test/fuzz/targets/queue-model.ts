@@ -29,7 +29,7 @@ export interface ModelFeatures {
 }
 
 /** What walking one indirect table gave (memoized: many heads may share a table). */
-interface TableWalk {
+export interface TableWalk {
   bad?: string;
   readable: ModelBuffer[];
   writable: ModelBuffer[];

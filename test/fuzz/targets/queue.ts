@@ -22,7 +22,7 @@ import { MockDriver } from '../../../core/virtio/testing/mock-driver';
 import type { VirtioChain } from '../../../plugin-api';
 import { Meter, invariant, turn } from '../harness/meter';
 import type { FuzzTarget } from '../harness/target';
-import { sameBuffers, VMM_INDIRECT_CAP, walkChain, type ModelChain } from './queue-model';
+import { sameBuffers, VMM_INDIRECT_CAP, walkChain, type ModelChain, type TableWalk } from './queue-model';
 
 const MEMORY_SIZE = 2 * 1024 * 1024;
 const RING_BASE = 0x1000;
@@ -315,7 +315,7 @@ export async function runScenario(scenario: Scenario): Promise<void> {
     for (const choice of round.heads) heads.push(...('raw' in choice ? [choice.raw] : offered[choice.recipe]));
     const entries = heads.slice(0, size);
     const cache = new Map<number, ModelChain>();
-    const tables = new Map();
+    const tables = new Map<string, TableWalk>();
     const models = entries.map((h) => {
       if (!cache.has(h)) cache.set(h, h >= size ? { ok: false, reason: 'head index out of range', descriptors: 0, indirectEntries: 0 } : walkChain(memory, driver.config.descTable, size, h, features, tables));
       return { head: h, model: cache.get(h)! };
@@ -327,6 +327,11 @@ export async function runScenario(scenario: Scenario): Promise<void> {
       // A broken driver: an index the ring cannot hold; none of this round's entries count.
       driver.setAvailIdx(((published.length + round.jump) & 0xffff));
       notify('queueNotify after an impossible avail idx');
+      // The queue may be yielding (descriptor budget): it looks on a later turn.
+      for (let turns = 0; turns < 100 && broken === null; turns++) {
+        await turn();
+        meter.check();
+      }
       invariant(broken !== null, `an avail idx ${round.jump} ahead of the device (queue size ${size}) did not break the queue`);
       break;
     }
