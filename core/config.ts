@@ -265,6 +265,30 @@ function checkPluginSpecs(value: unknown, fail: (problem: string) => never): Plu
   });
 }
 
+/**
+ * A kernel command line as entries, split the way Linux's next_arg() does: at blanks, except
+ * inside double quotes (`guest_cmd="echo a; echo b"` is one entry, quotes kept).
+ */
+export function splitKernelCmdline(line: string): string[] {
+  const entries: string[] = [];
+  let entry = '';
+  let quoted = false;
+  for (const ch of line) {
+    if (ch === '"') quoted = !quoted;
+    if (!quoted && KERNEL_BLANKS.has(ch)) {
+      if (entry !== '') entries.push(entry);
+      entry = '';
+    } else {
+      entry += ch;
+    }
+  }
+  if (entry !== '') entries.push(entry);
+  return entries;
+}
+
+/** What the kernel's isspace() calls blank. */
+const KERNEL_BLANKS: ReadonlySet<string> = new Set([' ', '\t', '\n', '\v', '\f', '\r']);
+
 function at(source: string): string {
   return source ? `${source}: ` : '';
 }

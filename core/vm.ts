@@ -7,6 +7,7 @@
  * is still open, then unmap memory and close the VM and KVM fds.
  */
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import createDebug, { type Debugger } from 'debug';
 import { native, type Mapping } from '../native';
@@ -20,7 +21,7 @@ import { writeMpTable } from './boot/mptable';
 import { IDENTITY_MAP_ADDRESS, IOAPIC_START, MMIO_HOLE_START, TSS_ADDRESS } from './boot/layout';
 import { allOnes } from './bus/all-ones';
 import { Bus } from './bus/bus';
-import { validateConfig } from './config';
+import { isPlainObject, splitKernelCmdline, validateConfig } from './config';
 import { ExitPortMessage, VMM_EXIT_PORT, VMM_EXIT_PORT_LENGTH } from './devices/exit-port';
 import { I8042_BASE, I8042_LENGTH, I8042Message } from './devices/i8042';
 import { createIoEvent } from './devices/io-event';
@@ -28,13 +29,13 @@ import { addVirtioMmioDevice } from './virtio/mmio-transport';
 import { legacyPortDevices } from './devices/legacy-ports';
 import { SerialPort } from './devices/serial/serial-port';
 import { ConfigError, KernelLoadError, KvmError, messageOf, PluginError, VmmError } from './errors';
-import { createHooks, trackCurrentTap } from './hooks';
+import { createHooks, instrumentHooks, type TapOwner } from './hooks';
 import { IrqAllocator } from './irq/interrupts';
 import { GuestMemory } from './memory/guest-memory';
 import { ShmWindow, type GuestShmMapping } from './memory/shm-window';
-import type { LoadedPlugin } from './plugins/loader';
+import { checkPluginOptions, type LoadedPlugin } from './plugins/loader';
 import { maskCpuid } from './vcpu/cpuid';
-import type { VcpuEvent, WorkerDeviceSpec } from './vcpu/protocol';
+import { describeDevice, type VcpuEvent, type WorkerDeviceSpec } from './vcpu/protocol';
 import { VcpuThread } from './vcpu/vcpu-thread';
 
 const log = createDebug('vmm:core');
@@ -53,18 +54,22 @@ const REQUIRED_CAPS: Readonly<Record<string, number>> = {
   KVM_CAP_IRQFD: 32,
 };
 
-export const EXIT_CODES = Object.freeze({ ok: 0, error: 1, crash: 3, guestFailure: 4 });
+export const EXIT_CODES = Object.freeze({ ok: 0, error: 1, usage: 2, crash: 3, guestFailure: 4 });
 
 export interface VmIo {
   /** Fed to the guest's COM1. */
   serialInput: NodeJS.ReadableStream | null;
   /** COM1 output goes to this fd, written synchronously by the vCPU thread. */
   serialOutput: number;
-  /** Aborting it stops the VM (exit reason 'stopped'). */
+  /**
+   * Aborting it stops the VM (exit reason 'stopped'). Aborted with a signal name as the reason
+   * (`controller.abort('SIGTERM')`), the exit code is 128 + that signal's number (143).
+   */
   stopSignal?: AbortSignal;
 }
 
-type Owned<D extends BusDevice> = D & { readonly bus: 'pio' | 'mmio' };
+/** A registered device, with its bus and the plugin that registered it (undefined: vmm's own). */
+type Owned<D extends BusDevice> = D & { readonly bus: 'pio' | 'mmio'; readonly owner: string | undefined };
 
 export class Vm implements Vmm {
   readonly hooks = createHooks();
@@ -75,7 +80,7 @@ export class Vm implements Vmm {
   private _config: VmConfig;
   private _state: VmState = 'configured';
   private _memory: GuestMemory | undefined;
-  private readonly tap = trackCurrentTap(this.hooks);
+  private readonly taps = instrumentHooks(this.hooks, (owner, error) => this.onTapFailure(owner, error));
   private readonly registered = { pio: [] as Owned<BusDevice>[], mmio: [] as Owned<BusDevice>[] };
   private readonly buses = { pio: new Bus<BusDevice>('pio'), mmio: new Bus<BusDevice>('mmio') };
   private readonly serial = new SerialPort((gsi, level) => this.irq.set(gsi, level));
@@ -93,20 +98,52 @@ export class Vm implements Vmm {
   private resolveExit!: (exit: VmExit) => void;
   private readonly exited = new Promise<VmExit>((resolve) => { this.resolveExit = resolve; });
   private detachIo: (() => void) | undefined;
-  private stopRequested = false;
+  /**
+   * True from start() until afterBoot has run (or start-up failed): what would end the VM
+   * meanwhile waits in `pendingExit`, and a failed guarded tap in `bootFailure`, so that every
+   * VM that boots gets its afterBoot (plugin-api.d.ts, VmmHooks.afterBoot).
+   */
+  private booting = false;
+  private pendingExit: VmExit | undefined;
+  private bootFailure: Error | undefined;
+  /** True once wait() resolved: the exit can no longer change. */
+  private exitSettled = false;
+  /** Kernel command-line entries of the devices (virtio-mmio), given to the kernelCmdline taps. */
+  private readonly deviceCmdline: string[] = [];
+  private cmdlineBuilt = false;
+  private _kernelCmdline = '';
+  private readonly pluginList: { name: string; source: string; baseDir: string }[];
 
-  /** Applies the plugins and runs `configure`; nothing touches KVM yet. */
+  /**
+   * Checks each plugin's options against its schema, applies the plugins and runs `configure`;
+   * nothing touches KVM yet. Throws a PluginError (after running the `failed` taps registered so
+   * far) when a plugin refuses.
+   */
   constructor(config: VmConfig, private readonly loadedPlugins: readonly LoadedPlugin[], private readonly io: VmIo) {
     this._config = config;
-    for (const { plugin, options, source } of loadedPlugins) {
+    const cwd = process.cwd();
+    this.pluginList = loadedPlugins.map(({ plugin, source, baseDir }) => ({ name: plugin.name, source, baseDir: baseDir ?? cwd }));
+    for (const loaded of loadedPlugins) {
+      const { plugin, source } = loaded;
+      this.taps.applying = plugin.name;
       try {
-        plugin.apply(this, options);
+        plugin.apply(this, checkPluginOptions(loaded));
       } catch (error) {
-        throw new PluginError(`plugin '${plugin.name}' (${source}) failed to start: ${messageOf(error)}`, { cause: error });
+        this.taps.applying = undefined;
+        const refusal = error instanceof PluginError ? error
+          : new PluginError(`plugin '${plugin.name}' (${source}) failed to start: ${messageOf(error)}`, { cause: error });
+        this.hooks.failed.call(refusal);
+        throw refusal;
       }
     }
-    const configured = this.callHook(() => this.hooks.configure.call({ ...config, plugins: [...config.plugins] }));
-    this._config = Object.freeze(validateConfig(configured ?? config, 'the configuration after plugins adjusted it'));
+    this.taps.applying = undefined;
+    try {
+      const configured = this.hooks.configure.call({ ...config, plugins: [...config.plugins] });
+      this._config = Object.freeze(validateConfig(configured ?? config, 'the configuration after plugins adjusted it'));
+    } catch (error) {
+      this.hooks.failed.call(error as Error);
+      throw error;
+    }
   }
 
   get config(): Readonly<VmConfig> { return this._config; }
@@ -115,10 +152,13 @@ export class Vm implements Vmm {
     return (['pio', 'mmio'] as const).flatMap((bus) => this.registered[bus].map(({ name, base, length }) => ({ name, bus, base, length })));
   }
 
-  get plugins(): { name: string; source: string }[] {
-    return this.loadedPlugins.map(({ plugin, source }) => ({ name: plugin.name, source }));
+  get plugins(): { name: string; source: string; baseDir: string }[] {
+    return this.pluginList.map((p) => ({ ...p }));
   }
+
   get state(): VmState { return this._state; }
+
+  get kernelCmdline(): string { return this._kernelCmdline; }
 
   get memory(): GuestMemory {
     if (!this._memory) throw new VmmError('ERR_VM_STATE', 'guest memory does not exist before the createDevices hook.');
@@ -127,6 +167,14 @@ export class Vm implements Vmm {
 
   logger(name: string): Debugger {
     return createDebug(`vmm:plugin:${name}`);
+  }
+
+  emitDeviceEvent(device: string, type: string, details: Record<string, unknown> = {}): void {
+    if (typeof device !== 'string' || device === '') throw new TypeError('emitDeviceEvent: the device must be a non-empty string (its name).');
+    if (typeof type !== 'string' || type === '') throw new TypeError('emitDeviceEvent: the event type must be a non-empty string.');
+    if (!isPlainObject(details)) throw new TypeError('emitDeviceEvent: details must be a plain object of JSON values.');
+    if ('device' in details || 'type' in details) throw new TypeError("emitDeviceEvent: details may not use the keys 'device' and 'type'.");
+    this.hooks.deviceEvent.call({ ...details, device, type });
   }
 
   ioevent(options: IoEventOptions): Disposable {
@@ -140,7 +188,10 @@ export class Vm implements Vmm {
   /** virtio-mmio devices: the transport lives in core/virtio/mmio-transport.ts. */
   addVirtioDevice(device: VirtioDevice, options: VirtioDeviceOptions): VirtioDeviceInfo {
     this.requireVm('add a virtio device');
-    return addVirtioMmioDevice(this, this.vmFd, device, options);
+    if (this.cmdlineBuilt) {
+      throw new VmmError('ERR_VM_STATE', 'cannot add a virtio device once the kernel command line is built; add virtio devices in the createDevices hook.');
+    }
+    return addVirtioMmioDevice(this, this.vmFd, device, options, (entry) => this.deviceCmdline.push(entry));
   }
 
   // --- guest shared memory (core/memory/shm-window.ts) -----------------------------------------
@@ -167,32 +218,46 @@ export class Vm implements Vmm {
   /** Boots the VM; resolves once the vCPUs run. On failure everything is released and the error rethrown. */
   async start(): Promise<void> {
     if (this._state !== 'configured') throw new VmmError('ERR_VM_STATE', `cannot start a VM that is ${this._state}.`);
+    this.booting = true;
     this.setState('booting');
     this.watchStopSignal();
     try {
+      this.checkBoot();
       this.openKvm();
       this.createMemory();
       this.registerBuiltinDevices();
-      await this.callHookAsync(() => this.hooks.createDevices.promise(this));
+      await this.hooks.createDevices.promise(this);
+      this.checkBoot();
       const setup = this.loadKernel();
       if (setup.format === 'vmlinux' || setup.format === 'bzimage') {
         this.registerLinuxLegacyPorts();
         writeMpTable(this.memory, this._config.cpus);
       }
       this.createVcpus(setup);
-      await this.callHookAsync(() => this.hooks.beforeBoot.promise(this));
+      await this.hooks.beforeBoot.promise(this);
+      this.checkBoot();
       await this.startVcpus();
-      // The guest may already have ended while its threads came up.
-      if (this.finishing) return;
+      this.checkBoot();
       this.attachSerialInput();
+      // Even if the guest already ended while its threads came up (pendingExit), the VM goes
+      // through running and afterBoot first, as plugin-api.d.ts promises.
       this.setState('running');
-      if (this.stopRequested) void this.stop();
-      this.callHook(() => this.hooks.afterBoot.call(this));
+      this.checkBoot();
+      this.hooks.afterBoot.call(this);
+      this.checkBoot();
     } catch (error) {
-      try { this.hooks.failed.call(error as Error); } catch (e) { log('a failed tap threw: %s', messageOf(e)); }
+      this.booting = false;
+      this.hooks.failed.call(error as Error);
       await this.finish(errorExit(error));
       throw error;
     }
+    this.booting = false;
+    if (this.pendingExit) void this.finish(this.pendingExit);
+  }
+
+  /** A guarded tap that failed while booting fails the start-up. */
+  private checkBoot(): void {
+    if (this.bootFailure) throw this.bootFailure;
   }
 
   /** Resolves with how the VM ended, once it is fully torn down. */
@@ -217,12 +282,7 @@ export class Vm implements Vmm {
   }
 
   stop(): Promise<VmExit> {
-    // While booting, fds and threads are still being created: stop at start()'s next step.
-    if (this._state === 'booting') {
-      this.stopRequested = true;
-      return this.exited;
-    }
-    return this.finish({ reason: 'stopped', exitCode: EXIT_CODES.ok, message: 'the VM was stopped.' });
+    return this.finish(stoppedExit(undefined));
   }
 
   // --- start-up steps ------------------------------------------------------------------------
@@ -315,8 +375,14 @@ export class Vm implements Vmm {
     const file = this._config.kernel ?? DEMO_GUEST;
     const image = readImage(file, this._config.kernel === null ? 'the built-in demo guest (run npm install to build it)' : 'kernel');
     const initrd = this._config.initrd === null ? undefined : readImage(this._config.initrd, 'initrd');
-    const base = this._config.cmdline.trim() === '' ? [] : [this._config.cmdline.trim()];
-    const cmdline = (this.callHook(() => this.hooks.kernelCmdline.call(base)) ?? base).join(' ');
+    const entries = [...splitKernelCmdline(this._config.cmdline), ...this.deviceCmdline];
+    this.cmdlineBuilt = true;
+    const final: unknown = this.hooks.kernelCmdline.call(entries) ?? entries;
+    if (!Array.isArray(final) || !final.every((entry) => typeof entry === 'string')) {
+      throw new PluginError('the kernelCmdline taps must return a list of strings (command-line entries).');
+    }
+    const cmdline = final.filter((entry) => entry !== '').join(' ');
+    this._kernelCmdline = cmdline;
     const setup = loadKernel(this.memory, image, { cmdline, initrd, sourceName: file });
     log('loaded %s as %s, entry 0x%s, cmdline %o', file, setup.format, setup.entry.toString(16), cmdline);
     return setup;
@@ -342,7 +408,9 @@ export class Vm implements Vmm {
   private async startVcpus(): Promise<void> {
     const spec = (bus: 'pio' | 'mmio'): WorkerDeviceSpec[] => this.registered[bus].map((d, index) => {
       const worker = (d as WorkerBusDevice).worker;
-      return { name: d.name, base: d.base, length: d.length, index, module: worker?.module, options: worker?.options, shared: worker?.shared };
+      return {
+        name: d.name, owner: d.owner, base: d.base, length: d.length, index, module: worker?.module, options: worker?.options, shared: worker?.shared,
+      };
     });
     const pio = spec('pio');
     const mmio = spec('mmio');
@@ -367,7 +435,7 @@ export class Vm implements Vmm {
   private watchStopSignal(): void {
     const signal = this.io.stopSignal;
     if (!signal) return;
-    const onAbort = () => void this.stop();
+    const onAbort = () => void this.finish(stoppedExit(signal.reason));
     signal.addEventListener('abort', onAbort, { once: true });
     this.unwatchStopSignal = () => signal.removeEventListener('abort', onAbort);
     if (signal.aborted) onAbort();
@@ -380,19 +448,25 @@ export class Vm implements Vmm {
   private onVcpuEvent(vcpu: VcpuThread, event: VcpuEvent): AccessValue | void {
     switch (event.type) {
       case 'call': {
-        const device = this.registered[event.bus][event.index] as MainThreadBusDevice;
+        const device = this.registered[event.bus][event.index] as Owned<MainThreadBusDevice>;
         try {
           if (event.isWrite) { device.write?.(event.offset, event.size, event.value); return 0; }
           return device.read ? device.read(event.offset, event.size) : allOnes(event.size);
         } catch (error) {
-          void this.finish(errorExit(new PluginError(`device '${device.name}' failed on a guest ${event.isWrite ? 'write' : 'read'} at offset 0x${event.offset.toString(16)}: ${messageOf(error)}`)));
+          const access = `a guest ${event.size}-byte ${event.isWrite ? 'write' : 'read'} at offset 0x${event.offset.toString(16)} on vCPU ${vcpu.id}`;
+          void this.finish(errorExit(new PluginError(`${describeDevice(device.name, device.owner)} failed on ${access}: ${messageOf(error)}`, { cause: error })));
           throw error;
         }
       }
       case 'unhandled': return this.onUnclaimed(event.exit);
       case 'device-message': {
-        const device = this.registered[event.bus][event.index] as WorkerBusDevice;
-        device.onWorkerMessage?.(vcpu.id, event.message);
+        const device = this.registered[event.bus][event.index] as Owned<WorkerBusDevice>;
+        try {
+          device.onWorkerMessage?.(vcpu.id, event.message);
+        } catch (error) {
+          const what = `${describeDevice(device.name, device.owner)} failed on a message from its worker handler on vCPU ${vcpu.id}`;
+          void this.finish(errorExit(new PluginError(`${what}: ${messageOf(error)}`, { cause: error })));
+        }
         return;
       }
       case 'crash':
@@ -404,7 +478,7 @@ export class Vm implements Vmm {
       case 'stopped':
         // A vCPU that stops on its own (crash, error) is reported by its own event first;
         // one that stops while the others run means the VM cannot go on.
-        if (!this.exit && this._state !== 'stopping') void this.finish({ reason: 'crash', exitCode: EXIT_CODES.crash, message: `vCPU ${vcpu.id} stopped unexpectedly.` });
+        if (!this.exit && !this.pendingExit && this._state !== 'stopping') void this.finish({ reason: 'crash', exitCode: EXIT_CODES.crash, message: `vCPU ${vcpu.id} stopped unexpectedly.` });
         return;
       default:
     }
@@ -428,9 +502,29 @@ export class Vm implements Vmm {
 
   // --- teardown ------------------------------------------------------------------------------
 
+  /** End the VM with `exit` (the first one wins); while booting, right after afterBoot. */
   private finish(exit: VmExit): Promise<VmExit> {
+    if (this.booting) {
+      this.pendingExit ??= exit;
+      return this.exited;
+    }
     if (!this.finishing) this.finishing = this.teardown(exit);
     return this.finishing;
+  }
+
+  /** A guarded tap threw (core/hooks.ts): fail the start-up, stop the VM, or make the exit an error. */
+  private onTapFailure(owner: TapOwner, error: Error): void {
+    log('%s', error.message);
+    if (owner.hook === 'failed') return;
+    if (this.booting) {
+      this.bootFailure ??= error;
+      return;
+    }
+    if (this.exit) {
+      if (!this.exitSettled && this.exit.reason !== 'error') Object.assign(this.exit, errorExit(error));
+      return;
+    }
+    void this.finish(errorExit(error));
   }
 
   private async teardown(exit: VmExit): Promise<VmExit> {
@@ -441,12 +535,8 @@ export class Vm implements Vmm {
     this.unwatchStopSignal?.();
     await Promise.all(this.vcpus.map((v) => v.stop()));
     this.serial.close();
-    try {
-      await this.hooks.shutdown.promise(exit);
-    } catch (error) {
-      log('a shutdown tap failed: %s', messageOf(error));
-      if (exit.reason !== 'error') Object.assign(exit, errorExit(new PluginError(`${this.tap.current() ?? 'a plugin'} failed during shutdown: ${messageOf(error)}`)));
-    }
+    // Each tap's failure is reported by onTapFailure and the next tap still runs (core/hooks.ts).
+    await this.hooks.shutdown.promise(exit);
     for (const e of [...this.ioEvents]) e.dispose();
     this.shmWindow?.closeAll(); // guest shared memory a plugin left mapped
     this.shmWindow = undefined;
@@ -458,6 +548,7 @@ export class Vm implements Vmm {
     this._memory = undefined;
     this.setState('stopped');
     this.hooks.afterShutdown.call(exit);
+    this.exitSettled = true;
     this.resolveExit(exit);
     return exit;
   }
@@ -467,7 +558,7 @@ export class Vm implements Vmm {
   private register(bus: 'pio' | 'mmio', device: BusDevice): void {
     if (this._state !== 'booting') throw new VmmError('ERR_VM_STATE', `cannot register device '${device.name}' while the VM is ${this._state}; register devices in the createDevices hook.`);
     this.buses[bus].insert(device.base, device.length, device);
-    this.registered[bus].push({ ...device, bus });
+    this.registered[bus].push({ ...device, bus, owner: this.taps.current()?.plugin });
   }
 
   private requireVm(what: string): void {
@@ -482,31 +573,6 @@ export class Vm implements Vmm {
     this.hooks.stateChange.call(previous, next);
   }
 
-  /** Runs a hook and names the plugin tap that threw. */
-  private callHook<T>(fn: () => T): T {
-    try {
-      return fn();
-    } catch (error) {
-      throw this.blame(error);
-    }
-  }
-
-  private async callHookAsync(fn: () => Promise<void>): Promise<void> {
-    try {
-      await fn();
-    } catch (error) {
-      throw this.blame(error);
-    }
-  }
-
-  private blame(error: unknown): Error {
-    if (error instanceof VmmError && !(error instanceof PluginError)) {
-      const tap = this.tap.current();
-      return tap ? new PluginError(`plugin ${tap}: ${error.message}`, { cause: error }) : error;
-    }
-    if (error instanceof PluginError) return error;
-    return new PluginError(`plugin ${this.tap.current() ?? '(unknown)'} failed: ${messageOf(error)}`, { cause: error });
-  }
 }
 
 function readImage(file: string, what: string): Uint8Array {
@@ -519,6 +585,13 @@ function readImage(file: string, what: string): Uint8Array {
   }
 }
 
+
+/** Stopped from outside; with a signal name as the reason, the exit code is 128 + its number. */
+function stoppedExit(reason: unknown): VmExit {
+  const number = typeof reason === 'string' ? (os.constants.signals as Record<string, number | undefined>)[reason] : undefined;
+  if (typeof number === 'number') return { reason: 'stopped', exitCode: 128 + number, message: `stopped by ${reason}.` };
+  return { reason: 'stopped', exitCode: EXIT_CODES.ok, message: 'the VM was stopped.' };
+}
 
 function errorExit(error: unknown): VmExit {
   return { reason: 'error', exitCode: EXIT_CODES.error, message: messageOf(error) };

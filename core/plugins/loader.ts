@@ -11,19 +11,33 @@
  *      stylelint resolves plugins named in config files (so a project-local install is found even
  *      when vmm is installed globally).
  * Names starting with `./`, `../` or `/` are only ever files. A failure lists every place tried.
+ *
+ * A plugin with a `schema` has its options checked here (options.ts), so that a bad option in a
+ * config file or on the command line is found before anything starts (vmm exits 2), and checked
+ * by the same code either way.
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import type { Plugin, PluginSpec } from '../../plugin-api';
+import type { OptionsSchema, PluginSpec, Vmm } from '../../plugin-api';
 import { PluginError } from '../errors';
 import { describe, isPlainObject } from '../config';
+import { checkOptions, OptionsError, SchemaError } from './options';
+
+/** A plugin as the core handles it, whatever its options type. */
+export interface AnyPlugin {
+  readonly name: string;
+  readonly schema?: OptionsSchema;
+  apply(vmm: Vmm, options: Record<string, unknown>): void;
+}
 
 export interface LoadedPlugin {
-  plugin: Plugin;
-  /** What the user gave, or `{}`. */
+  plugin: AnyPlugin;
+  /** What the user gave, or `{}` (checked against the plugin's schema when it has one). */
   options: Record<string, unknown>;
   /** Where it came from: "first-party virtio-net", "/abs/path.js", "npm package x (/abs/resolved)". */
   source: string;
+  /** What relative option paths resolve against (default: the working directory). */
+  baseDir?: string;
 }
 
 /** A spec together with the directory its relative names resolve against. */
@@ -74,7 +88,26 @@ export function loadPlugin(spec: PluginSpec, baseDir: string): LoadedPlugin {
   if (!isPlainObject(options)) {
     throw new PluginError(`plugin '${spec.name}': options must be an object; got ${describe(options)}`);
   }
-  return { plugin, options, source };
+  const loaded: LoadedPlugin = { plugin, options, source, baseDir };
+  loaded.options = checkPluginOptions(loaded);
+  return loaded;
+}
+
+/**
+ * The options `apply` gets: checked against the plugin's schema (defaults filled in, paths
+ * resolved against `baseDir`), or as given without one. Throws a PluginError naming the plugin.
+ * Idempotent, so the Vm checks again what the loader checked.
+ */
+export function checkPluginOptions(loaded: LoadedPlugin): Record<string, unknown> {
+  const { plugin, options, source } = loaded;
+  if (plugin.schema === undefined) return options;
+  try {
+    return checkOptions(plugin.schema, options, loaded.baseDir ?? process.cwd());
+  } catch (error) {
+    if (error instanceof OptionsError) throw new PluginError(`plugin '${plugin.name}' (${source}): ${error.message}`, { cause: error });
+    if (error instanceof SchemaError) throw new PluginError(`plugin '${plugin.name}' (${source}) is broken: ${error.message}`, { cause: error });
+    throw error;
+  }
 }
 
 /** Load plugins in order; two plugins with the same `name` in one VM are refused. */
@@ -137,18 +170,18 @@ function firstPartyEntry(name: string): string {
   return path.join(FIRST_PARTY_DIR, name, 'index.js');
 }
 
-function isPlugin(value: unknown): value is Plugin {
+function isPlugin(value: unknown): value is AnyPlugin {
   return (
     typeof value === 'object' &&
     value !== null &&
-    typeof (value as Plugin).name === 'string' &&
-    (value as Plugin).name !== '' &&
-    typeof (value as Plugin).apply === 'function'
+    typeof (value as AnyPlugin).name === 'string' &&
+    (value as AnyPlugin).name !== '' &&
+    typeof (value as AnyPlugin).apply === 'function'
   );
 }
 
 /** `module.exports = plugin`, or `export default plugin` compiled to CommonJS or loaded as ESM. */
-function pluginFrom(exported: unknown): Plugin | null {
+function pluginFrom(exported: unknown): AnyPlugin | null {
   if (isPlugin(exported)) return exported;
   const fallback = (exported as { default?: unknown } | null | undefined)?.default;
   return isPlugin(fallback) ? fallback : null;

@@ -20,6 +20,8 @@ export const CMD_STOP = 2;
 /** A device as the vCPU thread sees it: handled right there, or forwarded to the main thread. */
 export interface WorkerDeviceSpec {
   name: string;
+  /** The plugin that registered it (undefined: vmm's own device). */
+  owner?: string;
   base: number;
   length: number;
   /** Index in the main thread's device table (for forwarded calls and postToMain). */
@@ -63,3 +65,8 @@ export type VcpuEvent =
   | { type: 'crash'; message: string }
   | { type: 'error'; message: string }
   | { type: 'stopped' };
+
+/** "device 'x' (plugin 'y')": how errors name a device, on either thread. */
+export function describeDevice(name: string, owner: string | undefined): string {
+  return `device '${name}'${owner !== undefined ? ` (plugin '${owner}')` : ''}`;
+}

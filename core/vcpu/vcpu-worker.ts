@@ -18,7 +18,7 @@ import {
   RUN_IO_DIRECTION, RUN_IO_PORT, RUN_IO_SIZE, RUN_MMIO_DATA, RUN_MMIO_IS_WRITE, RUN_MMIO_LEN, RUN_MMIO_PHYS_ADDR,
 } from './kvm-run';
 import {
-  CALL_FLAG, CALL_RESULT_HI, CALL_RESULT_LO, CMD_PAUSE, CMD_STOP, CTL_COMMAND,
+  CALL_FLAG, CALL_RESULT_HI, CALL_RESULT_LO, CMD_PAUSE, CMD_STOP, CTL_COMMAND, describeDevice,
   type VcpuEvent, type VcpuWorkerData, type WorkerDeviceSpec,
 } from './protocol';
 import { CALL_FAILED } from './vcpu-thread';
@@ -36,6 +36,9 @@ interface Handler {
 }
 
 class GuestStop extends Error {}
+
+/** A worker device handler threw; the message names the device, its plugin and the access. */
+class DeviceFailure extends Error {}
 
 const control = new Int32Array(data.control);
 const call = new Int32Array(data.call);
@@ -61,24 +64,40 @@ function makeHandler(bus: 'pio' | 'mmio', spec: WorkerDeviceSpec): Handler {
       write: (offset, size, value) => { callMain({ type: 'call', bus, index: spec.index, offset, size, isWrite: true, value }, size); },
     };
   }
-  // eslint-disable-next-line @typescript-eslint/no-var-requires
-  const mod = require(spec.module) as WorkerDeviceModule;
-  const handler: WorkerDeviceHandler = mod.createDevice({
-    vcpu: data.vcpu,
-    options: spec.options,
-    shared: spec.shared,
-    memory,
-    irq: {
-      set: (gsi, level) => native.irqLine(data.vmFd, gsi, level ? 1 : 0),
-      pulse: (gsi) => { native.irqLine(data.vmFd, gsi, 1); native.irqLine(data.vmFd, gsi, 0); },
-    },
-    log: createDebug(`vmm:device:${spec.name}`),
-    postToMain: (message) => post({ type: 'device-message', bus, index: spec.index, message }),
-  });
+  const label = describeDevice(spec.name, spec.owner);
+  let handler: WorkerDeviceHandler;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    const mod = require(spec.module) as WorkerDeviceModule;
+    handler = mod.createDevice({
+      vcpu: data.vcpu,
+      options: spec.options,
+      shared: spec.shared,
+      memory,
+      irq: {
+        set: (gsi, level) => native.irqLine(data.vmFd, gsi, level ? 1 : 0),
+        pulse: (gsi) => { native.irqLine(data.vmFd, gsi, 1); native.irqLine(data.vmFd, gsi, 0); },
+      },
+      log: createDebug(`vmm:device:${spec.name}`),
+      postToMain: (message) => post({ type: 'device-message', bus, index: spec.index, message }),
+    });
+  } catch (error) {
+    throw new Error(`${label}: its worker module ${spec.module} failed to create the device: ${(error as Error)?.message ?? String(error)}`);
+  }
+  const failure = (error: unknown, what: string, offset: number, size: number): Error => {
+    if (error instanceof GuestStop) return error;
+    return new DeviceFailure(`${label} failed on a guest ${size}-byte ${what} at offset 0x${offset.toString(16)}: ${(error as Error)?.message ?? String(error)}`);
+  };
+  const read = handler.read?.bind(handler);
+  const write = handler.write?.bind(handler);
   return {
     name: spec.name,
-    read: handler.read ? handler.read.bind(handler) : (_o, size) => allOnes(size),
-    write: handler.write ? handler.write.bind(handler) : () => undefined,
+    read: read
+      ? (offset, size) => { try { return read(offset, size); } catch (error) { throw failure(error, 'read', offset, size); } }
+      : (_o, size) => allOnes(size),
+    write: write
+      ? (offset, size, value) => { try { write(offset, size, value); } catch (error) { throw failure(error, 'write', offset, size); } }
+      : () => undefined,
   };
 }
 
@@ -127,8 +146,17 @@ function unclaimed(exit: UnhandledExit): AccessValue {
 function main(): void {
   const runner = new native.VcpuRunner(data.vcpuFd, data.mmapSize);
   const run = new DataView(runner.kvmRun);
-  const pio = buildBus('pio', data.pio);
-  const mmio = buildBus('mmio', data.mmio);
+  let pio: Bus<Handler>;
+  let mmio: Bus<Handler>;
+  try {
+    pio = buildBus('pio', data.pio);
+    mmio = buildBus('mmio', data.mmio);
+  } catch (error) {
+    // The thread dies with this error (the main thread's start() reports it); leave no mapping.
+    runner.close();
+    for (const m of mappings) m.close();
+    throw error;
+  }
   post({ type: 'ready', threadId: runner.threadId });
   log('running');
 

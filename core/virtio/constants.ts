@@ -67,6 +67,11 @@ export const VIRTIO_MMIO_INT_VRING = 1 << 0;
 export const VIRTIO_MMIO_INT_CONFIG = 1 << 1;
 /** Size of one virtio-mmio device window (the kernel command line says `4K@…`). */
 export const VMM_VIRTIO_MMIO_SIZE = 0x1000;
+/**
+ * vmm's default VendorID register value: the bytes "VMM\0" read as a little-endian u32 (QEMU's
+ * is "QEMU" the same way). A device may set its own (VirtioDevice.vendorId).
+ */
+export const VMM_VIRTIO_VENDOR_ID = 0x004d4d56;
 
 // --- device status (virtio 1.2 §2.1; linux/virtio_config.h)
 /** virtio_config.h: We have seen device and processed generic fields (VIRTIO_CONFIG_FLAG_ACK) */

@@ -19,12 +19,13 @@ import type {
 import {
   VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_CONFIG_S_FAILED, VIRTIO_CONFIG_S_NEEDS_RESET, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_RING_EVENT_IDX,
   VIRTIO_MMIO_INT_CONFIG, VIRTIO_MMIO_INT_VRING, VIRTIO_MMIO_QUEUE_NOTIFY, VIRTQ_MAX_SIZE, VMM_VIRTIO_MMIO_SIZE,
+  VMM_VIRTIO_VENDOR_ID,
 } from './constants';
 import { hasFeature, TRANSPORT_FEATURES } from './device';
 import { createIrqfd, type Irqfd } from './irqfd';
 import {
   PENDING_STATUS, Q_AVAIL_LO, Q_DESC_LO, Q_NOTIFY_PENDING, Q_NUM, Q_NUM_MAX, Q_READY, Q_USED_LO, R_CONFIG_GENERATION,
-  R_DEVICE_FEATURES_HI, R_DEVICE_FEATURES_LO, R_DEVICE_ID, R_INTERRUPT_STATUS, R_STATUS, RegisterFile,
+  R_DEVICE_FEATURES_HI, R_DEVICE_FEATURES_LO, R_DEVICE_ID, R_INTERRUPT_STATUS, R_STATUS, R_VENDOR_ID, RegisterFile,
   type RegisterOptions, type TransportMessage,
 } from './mmio-registers';
 import { Queue, validateQueueConfig } from './queue';
@@ -60,9 +61,14 @@ export class MmioTransport implements VirtioTransport {
         throw new RangeError(`virtio device '${name}': queue maximum ${size} is not a power of 2 up to ${VIRTQ_MAX_SIZE}`);
       }
     }
+    const vendorId = device.vendorId ?? VMM_VIRTIO_VENDOR_ID;
+    if (!Number.isInteger(vendorId) || vendorId < 0 || vendorId > 0xffffffff) {
+      throw new RangeError(`virtio device '${name}': vendorId must be a 32-bit unsigned number; got ${vendorId}`);
+    }
     this.regs = RegisterFile.create({ numQueues: sizes.length, configSize: device.config.length });
     const r = this.regs.i32;
     r[R_DEVICE_ID] = device.deviceType;
+    r[R_VENDOR_ID] = vendorId | 0;
     const features = BigInt.asUintN(64, device.features | TRANSPORT_FEATURES);
     r[R_DEVICE_FEATURES_LO] = Number(features & 0xffffffffn) | 0;
     r[R_DEVICE_FEATURES_HI] = Number(features >> 32n) | 0;
@@ -241,10 +247,13 @@ export class MmioTransport implements VirtioTransport {
 
 /**
  * `vmm.addVirtioDevice`: reserve the window and GSI, register the register file, bind the
- * notify ioeventfds and the irqfd, contribute the kernel command-line entry, and release it all
- * in `shutdown`. `vmFd` is the VM's fd (for KVM_IRQFD).
+ * notify ioeventfds and the irqfd, contribute the kernel command-line entry (through
+ * `addCmdlineEntry`, so that `kernelCmdline` taps see it), and release it all in `shutdown`.
+ * `vmFd` is the VM's fd (for KVM_IRQFD).
  */
-export function addVirtioMmioDevice(vmm: Vmm, vmFd: number, device: VirtioDevice, options: VirtioDeviceOptions): VirtioDeviceInfo {
+export function addVirtioMmioDevice(
+  vmm: Vmm, vmFd: number, device: VirtioDevice, options: VirtioDeviceOptions, addCmdlineEntry: (entry: string) => void,
+): VirtioDeviceInfo {
   const name = options?.name;
   if (typeof name !== 'string' || name === '') throw new TypeError('addVirtioDevice: options.name must be a non-empty string');
   const base = vmm.allocateMmio(name, VMM_VIRTIO_MMIO_SIZE);
@@ -277,7 +286,7 @@ export function addVirtioMmioDevice(vmm: Vmm, vmFd: number, device: VirtioDevice
     throw error;
   }
   const entry = `virtio_mmio.device=4K@0x${base.toString(16)}:${gsi}`;
-  vmm.hooks.kernelCmdline.tap(`virtio-mmio:${name}`, (cmdline) => [...cmdline, entry]);
+  addCmdlineEntry(entry);
   // Teardown order: the device stops first (no more queue work), then the ioeventfds and the
   // irqfd go while the VM fd is still open (the VM closes it after the shutdown hook).
   vmm.hooks.shutdown.tapPromise(`virtio-mmio:${name}`, async () => {

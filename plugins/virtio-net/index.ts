@@ -19,7 +19,8 @@
  */
 import { createHash } from 'crypto';
 import { native } from '../../native';
-import type { Plugin, Vmm } from '../../plugin-api';
+import type { FromSchema, OptionsSchema, Plugin, Vmm } from '../../plugin-api';
+import { checkOptions } from '../../core/plugins/options';
 import { VirtioNetDevice } from './device';
 import { openTap, type TapOptions } from './tap';
 
@@ -30,42 +31,37 @@ export interface VirtioNetOptions extends TapOptions {
   mtu?: number;
 }
 
-const OPTION_NAMES = ['tap', 'create', 'fd', 'mac', 'mtu'];
-const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
 /** IFNAMSIZ - 1 */
 const IFNAME_MAX = 15;
 
+/** The options, checked by vmm before the plugin is applied (core/plugins/options.ts). */
+export const OPTIONS_SCHEMA = {
+  type: 'object',
+  properties: {
+    tap: {
+      type: 'string',
+      maxLength: IFNAME_MAX,
+      pattern: '^[^\\s/:]*$',
+      description: `an interface name of at most ${IFNAME_MAX} characters without spaces, '/' or ':' ('' or absent: the kernel picks one)`,
+    },
+    create: { type: 'boolean', description: 'true or false: create the TAP if it does not exist (default true)' },
+    fd: { type: 'integer', minimum: 0, description: 'an open TAP file descriptor number, used instead of opening one' },
+    mac: {
+      type: 'string',
+      // Unicast: the low bit of the first byte (the group bit) is clear.
+      pattern: '^[0-9a-fA-F][02468aceACE](:[0-9a-fA-F]{2}){5}$',
+      description: 'a unicast MAC address like "52:54:00:12:34:56" (not a multicast one: the first byte even)',
+    },
+    mtu: { type: 'integer', minimum: 68, maximum: 65535, description: 'a whole number from 68 to 65535: the MTU offered to the guest' },
+  },
+  additionalProperties: false,
+  // `fd` replaces opening `tap`.
+  not: { type: 'object', required: ['fd', 'tap'] },
+} as const satisfies OptionsSchema;
+
+/** Check the user's options (the schema above, through the same checker vmm uses); throws an Error naming the option. */
 export function parseOptions(input: unknown): VirtioNetOptions {
-  if (typeof input !== 'object' || input === null || Array.isArray(input)) throw new Error('options must be an object like {"tap":"vmmtap0"}');
-  const given = input as Record<string, unknown>;
-  const unknown = Object.keys(given).filter((k) => !OPTION_NAMES.includes(k));
-  if (unknown.length > 0) throw new Error(`unknown option '${unknown[0]}'; the options are ${OPTION_NAMES.join(', ')}`);
-  const out: VirtioNetOptions = {};
-  if (given.tap !== undefined) {
-    if (typeof given.tap !== 'string' || given.tap.length > IFNAME_MAX || /[\s/:]/.test(given.tap)) {
-      throw new Error(`option 'tap' must be an interface name of at most ${IFNAME_MAX} characters without spaces, '/' or ':'; got ${JSON.stringify(given.tap)}`);
-    }
-    out.tap = given.tap;
-  }
-  if (given.create !== undefined) {
-    if (typeof given.create !== 'boolean') throw new Error(`option 'create' must be true or false; got ${JSON.stringify(given.create)}`);
-    out.create = given.create;
-  }
-  if (given.fd !== undefined) {
-    if (typeof given.fd !== 'number' || !Number.isInteger(given.fd) || given.fd < 0) throw new Error(`option 'fd' must be an open file descriptor number; got ${JSON.stringify(given.fd)}`);
-    if (out.tap !== undefined) throw new Error(`option 'fd' and option 'tap' exclude each other`);
-    out.fd = given.fd;
-  }
-  if (given.mac !== undefined) {
-    if (typeof given.mac !== 'string' || !MAC_RE.test(given.mac)) throw new Error(`option 'mac' must look like "52:54:00:12:34:56"; got ${JSON.stringify(given.mac)}`);
-    if (parseInt(given.mac.slice(0, 2), 16) & 1) throw new Error(`option 'mac' ${given.mac} is a multicast address; a card needs a unicast one`);
-    out.mac = given.mac;
-  }
-  if (given.mtu !== undefined) {
-    if (typeof given.mtu !== 'number' || !Number.isInteger(given.mtu) || given.mtu < 68 || given.mtu > 65535) throw new Error(`option 'mtu' must be a whole number from 68 to 65535; got ${JSON.stringify(given.mtu)}`);
-    out.mtu = given.mtu;
-  }
-  return out;
+  return checkOptions<FromSchema<typeof OPTIONS_SCHEMA>>(OPTIONS_SCHEMA, input);
 }
 
 export function parseMac(mac: string): Uint8Array {
@@ -83,9 +79,12 @@ export function formatMac(mac: Uint8Array): string {
   return Array.from(mac, (b) => b.toString(16).padStart(2, '0')).join(':');
 }
 
-const plugin: Plugin<unknown> = {
+// `satisfies`, not a type annotation: apply takes anything (it checks), so tests can hand it bad options.
+const plugin = {
   name: PLUGIN_NAME,
+  schema: OPTIONS_SCHEMA,
   apply(vmm: Vmm, input: unknown) {
+    // Checked already when vmm applies the plugin; again for callers that apply it directly.
     const options = parseOptions(input);
     const log = vmm.logger(PLUGIN_NAME);
     vmm.hooks.createDevices.tapPromise(PLUGIN_NAME, async () => {
@@ -104,6 +103,6 @@ const plugin: Plugin<unknown> = {
       }
     });
   },
-};
+} satisfies Plugin<typeof OPTIONS_SCHEMA>;
 
 export default plugin;

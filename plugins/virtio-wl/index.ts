@@ -21,46 +21,52 @@
  * (the resource options), control.ts (`wl add|list|remove` on the control channel). Shared memory goes through
  * vmm.mapGuestShm (core/memory/shm-window.ts): pfn = guest-physical address >> 12.
  */
-import type { Plugin, Vmm } from '../../plugin-api';
+import type { FromSchema, OptionsSchema, Plugin, Vmm } from '../../plugin-api';
+import { checkOptions } from '../../core/plugins/options';
 import { handleWlCommand } from './control';
 import { WlDevice } from './device';
-import { parseLimits, resolveLimits, type WlLimits } from './limits';
+import { LIMIT_OPTIONS, pickLimits, resolveLimits, type WlLimits } from './limits';
 import { checkName, WlSocketRegistry } from './sockets';
 
 export const PLUGIN_NAME = 'virtio-wl';
 const DEVICE_NAME = 'virtio-wl';
-const OPTION_NAMES = ['sockets', 'maxVfds', 'maxContexts', 'maxShmBytes', 'connectTimeoutMs'];
-
 export interface WlOptions extends Partial<WlLimits> {
   sockets: Record<string, string>;
 }
 
-/** Check the user's options; throws an Error naming the option. */
-export function parseOptions(input: unknown): WlOptions {
-  if (input === undefined || input === null) return { sockets: {} };
-  if (typeof input !== 'object' || Array.isArray(input)) {
-    throw new Error(`options must be an object like {"sockets":{"":"/run/user/1000/wayland-0"}}`);
-  }
-  const given = input as Record<string, unknown>;
-  const unknown = Object.keys(given).filter((key) => !OPTION_NAMES.includes(key));
-  if (unknown.length > 0) throw new Error(`unknown option '${unknown[0]}'; the options are ${OPTION_NAMES.join(', ')}`);
-  const sockets: Record<string, string> = {};
-  if (given.sockets !== undefined) {
-    if (typeof given.sockets !== 'object' || given.sockets === null || Array.isArray(given.sockets)) {
-      throw new Error(`option 'sockets' must map names to socket paths, e.g. {"":"/run/user/1000/wayland-0"}`);
+/** The options, checked by vmm before the plugin is applied (core/plugins/options.ts). */
+export const OPTIONS_SCHEMA = {
+  type: 'object',
+  properties: {
+    sockets: {
+      type: 'object',
+      description: 'an object mapping names to socket paths, e.g. {"":"/run/user/1000/wayland-0"}',
+      additionalProperties: {
+        type: 'string',
+        minLength: 1,
+        resolvePath: true,
+        description: 'the path of a listening Unix stream socket (relative: to the config file)',
+      },
+      default: {},
+    },
+    ...LIMIT_OPTIONS,
+  },
+  additionalProperties: false,
+} as const satisfies OptionsSchema;
+
+/** Check the user's options (the schema above, then the socket names); throws an Error naming the option. */
+export function parseOptions(input: unknown, baseDir?: string): WlOptions {
+  const checked = checkOptions<FromSchema<typeof OPTIONS_SCHEMA>>(OPTIONS_SCHEMA, input ?? {}, baseDir);
+  for (const name of Object.keys(checked.sockets)) {
+    // What the schema cannot say: a byte length (the NEW_CTX_NAMED field), and no '%d'.
+    if (name.includes('%d')) throw new Error(`option 'sockets': '%d' names are for 'wl add'; got '${name}'`);
+    try {
+      checkName(name);
+    } catch (error) {
+      throw new Error(`option 'sockets': ${(error as Error).message}`);
     }
-    for (const [name, path] of Object.entries(given.sockets as Record<string, unknown>)) {
-      if (typeof path !== 'string' || path === '') throw new Error(`option 'sockets': the path for '${name}' must be a non-empty string`);
-      if (name.includes('%d')) throw new Error(`option 'sockets': '%d' names are for 'wl add'; got '${name}'`);
-      try {
-        checkName(name);
-      } catch (error) {
-        throw new Error(`option 'sockets': ${(error as Error).message}`);
-      }
-      sockets[name] = path;
-    }
   }
-  return { sockets, ...parseLimits(given) };
+  return { sockets: { ...checked.sockets }, ...pickLimits(checked) };
 }
 
 /** The device a VM got from this plugin (tests and tools). */
@@ -69,9 +75,13 @@ export function wlDeviceOf(vmm: Vmm): { device: WlDevice; sockets: WlSocketRegis
   return devices.get(vmm);
 }
 
-const plugin: Plugin = {
+// `satisfies`, not a type annotation: apply takes anything (it checks), so tests can hand it bad options.
+const plugin = {
   name: PLUGIN_NAME,
+  schema: OPTIONS_SCHEMA,
   apply(vmm: Vmm, input: unknown) {
+    // Checked (and socket paths resolved) already when vmm applies the plugin; again for callers
+    // that apply it directly.
     const options = parseOptions(input);
     const log = vmm.logger(PLUGIN_NAME);
     const sockets = new WlSocketRegistry();
@@ -87,6 +97,6 @@ const plugin: Plugin = {
     // The transport shuts the device down (closing every VFD); the names' fds go after it.
     vmm.hooks.afterShutdown.tap(PLUGIN_NAME, () => sockets.clear());
   },
-};
+} satisfies Plugin<typeof OPTIONS_SCHEMA>;
 
 export default plugin;

@@ -31,22 +31,36 @@ const MAX_COUNT = 1_000_000;
 /** Largest connect timeout accepted (one minute: the guest's calling thread waits that long). */
 const MAX_CONNECT_TIMEOUT_MS = 60_000;
 
-/** Check one limit option; throws an Error naming it. */
-function checkInteger(name: string, value: unknown, min: number, max: number, example: string): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
-    throw new Error(`option '${name}' must be a whole number from ${min} to ${max} (e.g. ${example}); got ${JSON.stringify(value)}`);
-  }
-  return value;
-}
+const count = (what: string, min: number, fallback: number) => ({
+  type: 'integer',
+  minimum: min,
+  maximum: MAX_COUNT,
+  description: `a whole number from ${min} to ${MAX_COUNT} (e.g. ${fallback}): ${what}`,
+}) as const;
 
-/** The limit options given (others take their defaults; maxShmBytes undefined = guest RAM). */
-export function parseLimits(given: Record<string, unknown>): Partial<WlLimits> {
+/** The limit options' schemas (part of the plugin's options schema, index.ts). */
+export const LIMIT_OPTIONS = {
+  maxVfds: count('VFDs held at once (default 1024)', 1, DEFAULT_MAX_VFDS),
+  maxContexts: count('contexts open at once (default 64)', 1, DEFAULT_MAX_CONTEXTS),
+  maxShmBytes: {
+    type: 'integer',
+    minimum: 0,
+    maximum: Number.MAX_SAFE_INTEGER,
+    description: `a whole number from 0 to ${Number.MAX_SAFE_INTEGER} (e.g. 268435456): bytes of guest-allocated shared memory held at once (default: the guest's RAM size)`,
+  },
+  connectTimeoutMs: {
+    type: 'integer',
+    minimum: 0,
+    maximum: MAX_CONNECT_TIMEOUT_MS,
+    description: `a whole number from 0 to ${MAX_CONNECT_TIMEOUT_MS} (e.g. ${DEFAULT_CONNECT_TIMEOUT_MS}): milliseconds NEW_CTX waits for a busy listener (default ${DEFAULT_CONNECT_TIMEOUT_MS})`,
+  },
+} as const;
+
+/** The limit options given, from options the schema already checked (others take their defaults). */
+export function pickLimits(given: Partial<WlLimits>): Partial<WlLimits> {
   const limits: Partial<WlLimits> = {};
-  if (given.maxVfds !== undefined) limits.maxVfds = checkInteger('maxVfds', given.maxVfds, 1, MAX_COUNT, String(DEFAULT_MAX_VFDS));
-  if (given.maxContexts !== undefined) limits.maxContexts = checkInteger('maxContexts', given.maxContexts, 1, MAX_COUNT, String(DEFAULT_MAX_CONTEXTS));
-  if (given.maxShmBytes !== undefined) limits.maxShmBytes = checkInteger('maxShmBytes', given.maxShmBytes, 0, Number.MAX_SAFE_INTEGER, '268435456');
-  if (given.connectTimeoutMs !== undefined) {
-    limits.connectTimeoutMs = checkInteger('connectTimeoutMs', given.connectTimeoutMs, 0, MAX_CONNECT_TIMEOUT_MS, String(DEFAULT_CONNECT_TIMEOUT_MS));
+  for (const name of Object.keys(LIMIT_OPTIONS) as (keyof WlLimits)[]) {
+    if (given[name] !== undefined) limits[name] = given[name];
   }
   return limits;
 }

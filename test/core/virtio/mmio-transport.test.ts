@@ -86,7 +86,28 @@ describe('virtio-mmio register file', () => {
     expect(t.rd(C.VIRTIO_MMIO_MAGIC_VALUE)).toBe(0x74726976);
     expect(t.rd(C.VIRTIO_MMIO_VERSION)).toBe(2);
     expect(t.rd(C.VIRTIO_MMIO_DEVICE_ID)).toBe(1);
-    expect(t.rd(C.VIRTIO_MMIO_VENDOR_ID)).toBe(0);
+    expect(t.rd(C.VIRTIO_MMIO_VENDOR_ID)).toBe(C.VMM_VIRTIO_VENDOR_ID);
+    // "VMM\0" in the register's little-endian bytes.
+    expect(Buffer.from(Uint32Array.of(C.VMM_VIRTIO_VENDOR_ID).buffer).toString('latin1')).toBe('VMM\0');
+  });
+
+  test('a device sets its own vendor id (all 32 bits); a value that is not one is refused by name', () => {
+    const read = (vendorId: number) => {
+      const device = Object.assign(new FakeDevice(), { vendorId });
+      const transport = new MmioTransport(device, 'vendor-test', { memory: () => new MockQueue(16).memory, interrupt: () => undefined });
+      const bus = transport.busDevice(0xd000_0000);
+      const regs = createDevice({
+        vcpu: 0, options: bus.worker.options, shared: bus.worker.shared, memory: new MockQueue(16).memory,
+        irq: { set: () => undefined, pulse: () => undefined }, log: createDebug('test'), postToMain: () => undefined,
+      });
+      return regs.read!(C.VIRTIO_MMIO_VENDOR_ID, 4);
+    };
+    expect(read(0x554d4551)).toBe(0x554d4551);
+    expect(read(0xffffffff)).toBe(0xffffffff);
+    expect(read(0)).toBe(0);
+    for (const bad of [-1, 0x1_0000_0000, 1.5, NaN]) {
+      expect(() => read(bad)).toThrow(`virtio device 'vendor-test': vendorId must be a 32-bit unsigned number; got ${bad}`);
+    }
   });
 
   test('device features are offered in 32-bit halves, with the transport features', () => {
