@@ -11,7 +11,7 @@ import { runWlScenario, type WlCommand } from './targets/virtio-wl';
 const direct = (head: number, len: number) => ({ kind: 'direct' as const, head, stride: 1, bufs: [{ addr: 0x8000n, len, write: true }] });
 const chain = (cmd: WlCommand, reply = 64) => ({ cmd, truncate: null, split: 1, reply, overlap: false });
 const net = { rxSize: 8, txSize: 256, eventIdx: false, indirect: false, mergeable: true, tapOffloads: 0, guestOffloads: false };
-const wl = { outSize: 16, inSize: 16, eventIdx: false, indirect: false, transition: false };
+const wl = { outSize: 16, inSize: 16, eventIdx: false, indirect: false, transition: false, dontwait: false };
 
 describe('issue 10 findings, replayed through the fuzz harness', () => {
   test('item 3: 256 heads sharing one 65536-entry indirect table (was: one notify took seconds)', async () => {
@@ -46,7 +46,7 @@ describe('issue 10 findings, replayed through the fuzz harness', () => {
   });
 
   test('item 1: a waiting SEND lists a context that hangs up, then decoys reuse its fd number (was: a decoy reached the peer)', async () => {
-    const send = (ids: number[], payload: number) => chain({ c: 'send', id: 1, ids, countDelta: 0, payload, seed: 1 });
+    const send = (ids: number[], payload: number) => chain({ c: 'send', id: 1, ids, countDelta: 0, payload, seed: 1, flags: 0 });
     await runWlScenario({
       ...wl,
       actions: [

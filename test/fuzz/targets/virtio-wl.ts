@@ -46,6 +46,11 @@ const BIG = 7 * MiB;
 const CMD = { NEW: 0x100, CLOSE: 0x101, SEND: 0x102, RECV: 0x103, NEW_CTX: 0x104, NEW_PIPE: 0x105, HUP: 0x106, NEW_DMABUF: 0x107, DMABUF_SYNC: 0x108, SEND_FOREIGN: 0x109, NEW_CTX_NAMED: 0x10a };
 const RESP = { OK: 0x1000, VFD_NEW: 0x1001, ERR: 0x1100, OOM: 0x1101, INVALID_ID: 0x1102, INVALID_TYPE: 0x1103, INVALID_FLAGS: 0x1104, INVALID_CMD: 0x1105 };
 const RESPONSES = new Set(Object.values(RESP));
+/** The SEND_DONTWAIT extension (plugins/virtio-wl/EXTENSION.md): feature bit, header flag, reply, event. */
+const F_SEND_DONTWAIT = 23;
+const CTRL_FLAG_DONTWAIT = 0x1;
+const RESP_WOULD_BLOCK = 0x1080;
+const CMD_VFD_WRITABLE = 0x180;
 const VFD_WRITE = 1;
 const VFD_READ = 2;
 const TRANS_FLAGS = 1;
@@ -64,7 +69,7 @@ export type WlCommand =
   | { c: 'ctx'; id: number }
   | { c: 'ctx-named'; id: number; name: number[] }
   | { c: 'close'; id: number }
-  | { c: 'send'; id: number; ids: number[]; countDelta: number; payload: number; seed: number }
+  | { c: 'send'; id: number; ids: number[]; countDelta: number; payload: number; seed: number; flags: number }
   | { c: 'other'; type: number; len: number; seed: number };
 
 interface ChainSpec {
@@ -96,6 +101,8 @@ interface WlScenario {
   eventIdx: boolean;
   indirect: boolean;
   transition: boolean;
+  /** The driver accepts VIRTIO_WL_F_SEND_DONTWAIT (when the device offers it). */
+  dontwait: boolean;
   actions: WlAction[];
 }
 
@@ -128,6 +135,7 @@ const commandArb: fc.Arbitrary<WlCommand> = fc.oneof(
       id: idArb,
       ids: fc.oneof({ weight: 3, arbitrary: fc.constant<number[]>([]) }, { weight: 2, arbitrary: fc.array(idArb, { minLength: 1, maxLength: 4 }) }),
       countDelta: fc.oneof({ weight: 8, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.constantFrom(1, 29, -1, 0x7fffffff) }),
+      flags: fc.oneof({ weight: 4, arbitrary: fc.constant(0) }, { weight: 4, arbitrary: fc.constant(CTRL_FLAG_DONTWAIT) }, { weight: 1, arbitrary: fc.nat({ max: 0xffffffff }) }),
       payload: fc.oneof(
         { weight: 8, arbitrary: fc.nat({ max: 4096 }) },
         { weight: 2, arbitrary: fc.constantFrom(65536, 200 * 1024) },
@@ -182,6 +190,7 @@ export const wlScenarioArb: fc.Arbitrary<WlScenario> = fc.record({
   eventIdx: fc.boolean(),
   indirect: fc.boolean(),
   transition: fc.boolean(),
+  dontwait: fc.boolean(),
   actions: fc.array(actionArb, { minLength: 1, maxLength: 30 }),
 });
 
@@ -214,6 +223,7 @@ function encode(cmd: WlCommand): { head: Uint8Array; bigPayload: number } {
       const small = cmd.payload <= 4096;
       const out = Buffer.alloc(16 + 4 * cmd.ids.length + (small ? cmd.payload : 0));
       out.writeUInt32LE(CMD.SEND, 0);
+      out.writeUInt32LE(cmd.flags >>> 0, 4);
       out.writeUInt32LE(cmd.id >>> 0, 8);
       out.writeUInt32LE((cmd.ids.length + cmd.countDelta) >>> 0, 12);
       cmd.ids.forEach((id, i) => out.writeUInt32LE(id >>> 0, 16 + 4 * i));
@@ -324,6 +334,8 @@ class WlRig {
   /** Reply types seen (FUZZ_VERBOSE). */
   readonly replies = new Map<string, number>();
   needsReset: string | null = null;
+  /** SEND_DONTWAIT negotiated: the device offers it and the driver took it. */
+  readonly dontwait: boolean;
   private generation = 0;
   private decoyFile: string;
 
@@ -352,6 +364,7 @@ class WlRig {
     // The fd callback was bound at construction: route it through the measured method.
     if (typeof device.onReady === 'function') device.onReady = (...args: unknown[]) => (device.ready as (...a: unknown[]) => void).apply(this.device, args);
     this.watchSends(device);
+    this.dontwait = this.scenario.dontwait && (this.device.features & bit(F_SEND_DONTWAIT)) !== 0n;
     this.activate();
   }
 
@@ -400,7 +413,7 @@ class WlRig {
       resume: () => { this.meter.call('queue resume', () => this.device.queueNotify(index)); },
     });
     const queues = [this.in.createQueue(0, hooks(0)), this.out.createQueue(1, hooks(1))];
-    const features = bit(VIRTIO_F_VERSION_1) | (this.scenario.transition ? bit(TRANS_FLAGS) : 0n)
+    const features = bit(VIRTIO_F_VERSION_1) | (this.scenario.transition ? bit(TRANS_FLAGS) : 0n) | (this.dontwait ? bit(F_SEND_DONTWAIT) : 0n)
       | (this.scenario.eventIdx ? bit(VIRTIO_F_RING_EVENT_IDX) : 0n) | (this.scenario.indirect ? bit(VIRTIO_F_INDIRECT_DESC) : 0n);
     this.meter.call('activate', () => this.device.activate({ features, queues, memory: this.memory }));
     this.postIn(Math.min(8, this.scenario.inSize), 4096);
@@ -503,7 +516,7 @@ class WlRig {
       const type = bytes.readUInt32LE(0);
       const key = `${spec.cmd.c}:${type.toString(16)}`;
       this.replies.set(key, (this.replies.get(key) ?? 0) + 1);
-      if (!RESPONSES.has(type)) throw new InvariantError(`${spec.cmd.c} got reply type 0x${type.toString(16)}, not a response`);
+      if (!RESPONSES.has(type) && !(type === RESP_WOULD_BLOCK && this.dontwait && spec.cmd.c === 'send')) throw new InvariantError(`${spec.cmd.c} got reply type 0x${type.toString(16)}, not a response`);
       if (type === RESP.VFD_NEW && reply.len >= 32 && c.len !== 32) throw new InvariantError(`RESP_VFD_NEW of ${c.len} bytes, not 32`);
       if (type === RESP.VFD_NEW && isContext) {
         this.contextsByName.set(name, [...(this.contextsByName.get(name) ?? []), (spec.cmd as { id: number }).id >>> 0]);
@@ -539,6 +552,7 @@ class WlRig {
     switch (type) {
       case CMD.NEW: invariant(c.len === 32, () => `a VFD_NEW event of ${c.len} bytes`); break;
       case CMD.HUP: invariant(c.len === 12, () => `a VFD_HUP event of ${c.len} bytes`); break;
+      case CMD_VFD_WRITABLE: invariant(this.dontwait && c.len === 12, () => `a VFD_WRITABLE event of ${c.len} bytes (SEND_DONTWAIT ${this.dontwait ? 'on' : 'off'})`); break;
       case CMD.RECV: {
         invariant(c.len >= 16, () => `a VFD_RECV event of ${c.len} bytes`);
         const count = bytes.readUInt32LE(12);
