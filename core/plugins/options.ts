@@ -235,7 +235,7 @@ function ruleOf(e: ErrorObject, node: JsonSchema): string {
     case 'const': return JSON.stringify(params.allowedValue);
     case 'minItems': return `a list of at least ${params.limit} items`;
     case 'maxItems': return `a list of at most ${params.limit} items`;
-    case 'uniqueItems': return `a list without repeats (items ${params.j} and ${params.i} are equal)`;
+    case 'uniqueItems': return `a list without repeats (items ${Math.min(Number(params.i), Number(params.j))} and ${Math.max(Number(params.i), Number(params.j))} are equal)`;
     case 'minProperties': return `an object with at least ${params.limit} entries`;
     case 'maxProperties': return `an object with at most ${params.limit} entries`;
     case 'anyOf':

@@ -2,7 +2,7 @@
 import * as path from 'path';
 import { PluginError } from '../../core/errors';
 import { firstPartyPluginNames, loadPlugin, loadPlugins, resolvePlugin } from '../../core/plugins/loader';
-import { cleanup, makeHome, pluginSource, writeTree } from './fixtures';
+import { cleanup, makeHome, pluginSource, runVmm, writeTree } from './fixtures';
 
 let root: string;
 beforeEach(() => {
@@ -142,5 +142,50 @@ describe('loadPlugins', () => {
         { spec: { name: './b.js' }, baseDir: root },
       ]),
     ).toThrow(`two plugins are named 'same': ${root}/a.js and ${root}/b.js; a VM can use each plugin once`);
+  });
+});
+
+describe('options checked against the plugin schema', () => {
+  const schemaPlugin = (name: string) => `module.exports = {
+  name: ${JSON.stringify(name)},
+  schema: {
+    type: 'object',
+    properties: {
+      port: { type: 'integer', minimum: 0, maximum: 65535, default: 1792 },
+      log: { type: 'string', resolvePath: true },
+    },
+    additionalProperties: false,
+  },
+  apply() { throw new Error('apply must not run in these tests'); },
+};\n`;
+
+  test('at load time: defaults filled in, paths resolved against baseDir', () => {
+    writeTree(root, { 'conf/p.js': schemaPlugin('typed') });
+    const loaded = loadPlugin({ name: './p.js', options: { log: 'out/x.log' } }, path.join(root, 'conf'));
+    expect(loaded.options).toEqual({ port: 1792, log: path.join(root, 'conf', 'out', 'x.log') });
+    expect(loaded.baseDir).toBe(path.join(root, 'conf'));
+  });
+
+  test('a refused option is a PluginError naming the plugin, where it came from and the option', () => {
+    writeTree(root, { 'p.js': schemaPlugin('typed') });
+    expect(() => loadPlugin({ name: './p.js', options: { port: -1 } }, root)).toThrow(PluginError);
+    expect(() => loadPlugin({ name: './p.js', options: { prot: 1 } }, root))
+      .toThrow(`plugin 'typed' (${root}/p.js): unknown option 'prot'; the options are port, log`);
+  });
+
+  test('a schema that is not one names the plugin as broken', () => {
+    writeTree(root, { 'bad.js': 'module.exports = { name: "bad", schema: { type: "object", properties: { a: { typ: "string" } } }, apply() {} };' });
+    expect(() => loadPlugin({ name: './bad.js' }, root))
+      .toThrow(new RegExp(`^plugin 'bad' \\(${root}/bad.js\\) is broken: its options schema is not valid: strict mode: unknown keyword: "typ"`));
+  });
+
+  test('vmm exits 2 for a refused option, from a config file and from --plugin alike, before anything starts', () => {
+    writeTree(root, { 'project/plugins/p.js': schemaPlugin('typed'), 'project/vmm.config.json': { plugins: [{ name: './plugins/p.js', options: { port: 'x' } }] } });
+    const fromFile = runVmm([], path.join(root, 'project'), root);
+    expect(fromFile.stderr).toBe("vmm: plugin 'typed' (" + path.join(root, 'project', 'plugins', 'p.js') + "): option 'port' must be a whole number; got \"x\"\n");
+    expect(fromFile.status).toBe(2);
+    const fromFlag = runVmm(['--config', '/dev/null', '--plugin', `${path.join(root, 'project', 'plugins', 'p.js')}={"port":"x"}`], root, root);
+    expect(fromFlag.stderr).toBe(fromFile.stderr);
+    expect(fromFlag.status).toBe(2);
   });
 });
