@@ -21,6 +21,7 @@ import { DEFAULT_CONFIG } from '../../core/config';
 import { Vm } from '../../core/vm';
 import { native, type FdWatcher } from '../../native';
 import wlPlugin from '../../plugins/virtio-wl/index';
+import { socketPairRoundTrips } from './socketpair';
 
 const ROOT = path.join(__dirname, '..', '..', '..');
 const GUEST = path.join(ROOT, 'guest', 'build', 'bench-wl.elf');
@@ -101,21 +102,7 @@ async function virtioWl(n: number): Promise<Figures[]> {
 
 /** The limit: the same ping-pong over a host socketpair, both ends here. */
 function socketPair(n: number): Figures[] {
-  return SIZES.map((size) => {
-    const [a, b] = native.unixPair(native.SOCK_STREAM);
-    const msg = Buffer.alloc(size, 7);
-    const pump = (from: number, to: number): void => {
-      for (let off = 0; off < size;) { const s = native.sendmsg(to, msg.subarray(off), []); if (s > 0) off += s; }
-      for (let got = 0; got < size;) { const r = native.recvmsg(from, 65536, 0); if (r) got += r.data.length; }
-    };
-    for (let i = 0; i < Math.min(n, 100); i++) { pump(b, a); pump(a, b); } // warm-up
-    const t0 = process.hrtime.bigint();
-    for (let i = 0; i < n; i++) { pump(b, a); pump(a, b); }
-    const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-    native.close(a);
-    native.close(b);
-    return { size, n, seconds };
-  });
+  return socketPairRoundTrips(SIZES, n).map((f) => ({ ...f, n }));
 }
 
 async function main(): Promise<void> {

@@ -15,6 +15,7 @@
  *   memfds-from-host <n>   sends "memfds <n>" with n memfds holding "memfd <i>\n"
  *   pipe-to-host           takes one fd, reads it to the end: "got <what it read>"
  *   fds-to-host <n>        takes n fds (guest shm VFDs holding "shm <i>\n"): "fds <n> ok"
+ *   count <n>              reads n bytes, then answers "counted <n>" (bench/wl's bulk figure)
  *   shm-check <size>       takes one memfd of <size> bytes holding (i*7+1)&255, writes
  *                          (i*13+5)&255 into it: "shm ok" (or "shm bad <offset>")
  *
@@ -281,6 +282,14 @@ export class WlTestPeer {
           closeAll(fds);
           c.write(bad ? `fds bad ${bad}\n` : `fds ${n} ok\n`);
         });
+      case 'count': {
+        let have = 0;
+        return (c, data, fds) => {
+          closeAll(fds);
+          have += data.length;
+          if (have === n) c.write(`counted ${n}\n`);
+        };
+      }
       case 'shm-check':
         return onLine((_text, fds, c) => {
           if (fds.length !== 1) {

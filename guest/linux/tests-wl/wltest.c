@@ -4,6 +4,7 @@
  * test/linux-wl/virtio-wl.test.ts through the guest console against host peers it serves.
  *
  *     wltest <case>      ioctls | recv-wait | send-dontwait | fds | shm | poll | wayland | hostile
+ *     wltest bench-rtt <size> <n>, wltest bench-bulk <bytes> <size>    figures for bench/wl
  *
  * Prints one line per check, "ok <name>" or "not ok <name>: <why>" (and "info ..." lines), and
  * exits 0 only if every check passed. The host peer is the host socket named "peer": a case
@@ -1098,6 +1099,70 @@ static void case_hostile(void)
 	EXPECT(open_fd_count() == before, "no-fds-left", "%d fds open, %d before", open_fd_count(), before);
 }
 
+/* --- bench/wl: round trips and bulk through libvirtwl (not checks: figures) ------------------- */
+
+/* `n` round trips of `size` bytes with the echo peer: "rtt <size> <n> <ms>". */
+static int bench_rtt(size_t size, long n)
+{
+	static uint8_t out[65536], in[65536];
+	int fd = peer("echo");
+	double t0 = 0;
+	long i;
+
+	if (size == 0 || size > sizeof(out) || n < 1)
+		die("bench-rtt: size 1..%zu, n >= 1", sizeof(out));
+	memset(out, 0x5a, size);
+	for (i = -10; i < n; i++) {	/* 10 to warm up */
+		size_t got = 0;
+
+		if (i == 0)
+			t0 = now_ms();
+		if (virtwl_send(fd, out, size, MSG_NOSIGNAL) != (ssize_t)size)
+			die("bench-rtt: send");
+		while (got < size) {
+			ssize_t r = virtwl_recv(fd, in + got, size - got, 0);
+
+			if (r <= 0)
+				die("bench-rtt: receive");
+			got += (size_t)r;
+		}
+	}
+	printf("rtt %zu %ld %.3f\n", size, n, now_ms() - t0);
+	close(fd);
+	return 0;
+}
+
+/* `total` bytes in `size`-byte sends to a peer that counts them: "bulk <total> <size> <ms>". */
+static int bench_bulk(size_t total, size_t size)
+{
+	static uint8_t out[1 << 20];
+	struct reader rd;
+	char line[128], wanted[128];
+	size_t sent = 0;
+	double t0;
+	int fd;
+
+	if (size == 0 || size > sizeof(out))
+		die("bench-bulk: size 1..%zu", sizeof(out));
+	fd = peer("count %zu", total);
+	memset(out, 0xa5, size);
+	t0 = now_ms();
+	while (sent < total) {
+		size_t n = total - sent < size ? total - sent : size;
+
+		if (virtwl_send(fd, out, n, MSG_NOSIGNAL) != (ssize_t)n)
+			die("bench-bulk: send");
+		sent += n;
+	}
+	reader_init(&rd, fd);
+	snprintf(wanted, sizeof(wanted), "counted %zu", total);
+	if (!read_line(&rd, line, sizeof(line)) || strcmp(line, wanted))
+		die("bench-bulk: the peer said '%s'", line);
+	printf("bulk %zu %zu %.3f\n", total, size, now_ms() - t0);
+	close(fd);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct {
@@ -1116,6 +1181,10 @@ int main(int argc, char **argv)
 	size_t i;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (argc == 4 && !strcmp(argv[1], "bench-rtt"))
+		return bench_rtt(strtoul(argv[2], NULL, 0), strtol(argv[3], NULL, 0));
+	if (argc == 4 && !strcmp(argv[1], "bench-bulk"))
+		return bench_bulk(strtoul(argv[2], NULL, 0), strtoul(argv[3], NULL, 0));
 	for (i = 0; argc == 2 && i < sizeof(cases) / sizeof(cases[0]); i++) {
 		if (!strcmp(argv[1], cases[i].name)) {
 			cases[i].run();
@@ -1123,6 +1192,7 @@ int main(int argc, char **argv)
 			return failures ? 1 : 0;
 		}
 	}
-	fprintf(stderr, "usage: wltest ioctls|recv-wait|send-dontwait|fds|shm|poll|wayland|hostile\n");
+	fprintf(stderr, "usage: wltest ioctls|recv-wait|send-dontwait|fds|shm|poll|wayland|hostile\n"
+			"       wltest bench-rtt SIZE N | bench-bulk BYTES SIZE\n");
 	return 2;
 }
