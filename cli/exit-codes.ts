@@ -4,18 +4,19 @@
  *   code  meaning
  *   ----  ---------------------------------------------------------------------------------
  *     0   the guest powered off (or reset) cleanly; also --help and --version
- *     1   vmm or a plugin failed at run time (KVM error, a plugin's apply/hook threw,
+ *     1   vmm or a plugin failed at run time (KVM error, a plugin's hook or device threw,
  *         an internal error)
  *     2   usage or configuration error: unknown flag or command, bad flag or config value,
- *         unreadable config file, plugin not found or not loadable; nothing was started
+ *         unreadable config file, plugin not found or not loadable, a plugin refusing its
+ *         options (its schema, its apply or a configure tap); nothing was started
  *     3   the guest crashed (triple fault, KVM emulation failure, an unclaimed access under
  *         --unclaimed stop)
  *     4   the guest reported failure (a non-zero status written to the exit port)
  *   130   stopped by SIGINT (Ctrl-C, or Ctrl-A x on a terminal)
  *   143   stopped by SIGTERM
  *
- * For a VM that ran, VmExit.exitCode (decided by the VM runner) is authoritative; the CLI only
- * decides 2, and 1 for errors that escape the runner.
+ * For a VM that ran, VmExit.exitCode (decided by the VM runner) is authoritative; the CLI
+ * decides 2 for what it finds itself, and 1 for errors that escape the runner.
  *
  * Errors are one plain sentence on stderr, prefixed "vmm: ". The stack trace is only shown with
  * --verbose, because a stack helps whoever debugs vmm, not whoever runs a VM.

@@ -6,6 +6,7 @@
  *   vmm run [options]        boot a VM (cli/commands/run.ts)
  *   vmm ctl [options] CMD    drive a running VM through its control socket (cli/commands/ctl.ts)
  *   vmm wl-proxy [options]   hand Wayland clients to a compositor inside a VM (cli/commands/wl-proxy.ts)
+ *   vmm help [PLUGIN]        this help, or a plugin's options from its schema (cli/commands/help.ts)
  *
  * Each subcommand lives in its own module under cli/commands/, exports `add<Name>Command(program,
  * verbose)`, and is added in createProgram().
@@ -23,6 +24,7 @@ import * as path from 'path';
 import { Command, CommanderError } from 'commander';
 import createDebug from 'debug';
 import { addCtlCommand } from './commands/ctl';
+import { addHelpCommand } from './commands/help';
 import { addRunCommand } from './commands/run';
 import { addWlProxyCommand } from './commands/wl-proxy';
 import { EXIT_ERROR, EXIT_OK, EXIT_USAGE, reportError } from './exit-codes';
@@ -62,6 +64,7 @@ export function createProgram(): Command {
   const run = addRunCommand(program, verbose);
   addCtlCommand(program, verbose);
   addWlProxyCommand(program, verbose);
+  addHelpCommand(program, verbose);
 
   // `vmm --help` shows the run options too: most people only ever use the default command.
   program.addHelpText('after', () => {

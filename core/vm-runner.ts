@@ -1,13 +1,14 @@
 /**
  * runVm: apply the plugins, boot, run until the VM ends, and resolve with how it ended. It
  * resolves (never rejects) for every VM outcome, errors included; `exitCode` is what `vmm` exits
- * with (0 poweroff/reset, 1 vmm or plugin error, 3 guest crash, 4 guest-reported failure,
- * 130/143 stopped by SIGINT/SIGTERM).
+ * with (0 poweroff/reset, 1 vmm or plugin error, 2 a plugin refused its options before anything
+ * started, 3 guest crash, 4 guest-reported failure, 130/143 stopped by SIGINT/SIGTERM).
  *
  * Stopping from outside: when `io.stopSignal` aborts, the VM stops with reason 'stopped'.
  * `io.stopSignal.reason` is the signal the CLI got ('SIGINT', also sent for Ctrl-A x, or
- * 'SIGTERM'), and the exit code becomes 128 + its number (130, 143). runVm installs no signal
- * handlers itself; the CLI owns the terminal and stdin.
+ * 'SIGTERM'), and the exit code becomes 128 + its number (130, 143); the Vm already gives that
+ * code to the shutdown taps, this only makes sure of it. runVm installs no signal handlers
+ * itself; the CLI owns the terminal and stdin.
  */
 import * as os from 'os';
 import type { VmConfig, VmExit } from '../plugin-api';
@@ -22,8 +23,9 @@ export async function runVm(config: VmConfig, plugins: LoadedPlugin[], io: VmIo)
   try {
     vm = new Vm(config, plugins, io);
   } catch (error) {
-    // A plugin's apply() or configure tap refused; nothing was started.
-    return { reason: 'error', exitCode: EXIT_CODES.error, message: messageOf(error) };
+    // A plugin refused its options (schema, apply() or a configure tap): a configuration error,
+    // found before anything was started, so exit 2 like every other (README, exit codes).
+    return { reason: 'error', exitCode: EXIT_CODES.usage, message: messageOf(error) };
   }
   try {
     await vm.start();

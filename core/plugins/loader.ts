@@ -69,21 +69,7 @@ export function firstPartyPluginNames(): string[] {
 
 /** Resolve, load and check one plugin. Throws PluginError (code ERR_PLUGIN). */
 export function loadPlugin(spec: PluginSpec, baseDir: string): LoadedPlugin {
-  const { file, source } = resolvePlugin(spec.name, baseDir);
-  let exported: unknown;
-  try {
-    exported = require(file);
-  } catch (err) {
-    // The user needs the plugin's name and the cause, not our stack (that is for --verbose).
-    throw new PluginError(`failed to load plugin '${spec.name}' (${source}): ${firstLine(err)}`, { cause: err });
-  }
-  const plugin = pluginFrom(exported);
-  if (!plugin) {
-    throw new PluginError(
-      `plugin '${spec.name}' (${source}) does not export a plugin: expected an object with a ` +
-        `string 'name' and an 'apply' function (module.exports or default), found ${describeExport(exported)}`,
-    );
-  }
+  const { plugin, source } = loadPluginModule(spec.name, baseDir);
   const options = spec.options ?? {};
   if (!isPlainObject(options)) {
     throw new PluginError(`plugin '${spec.name}': options must be an object; got ${describe(options)}`);
@@ -108,6 +94,32 @@ export function checkPluginOptions(loaded: LoadedPlugin): Record<string, unknown
     if (error instanceof SchemaError) throw new PluginError(`plugin '${plugin.name}' (${source}) is broken: ${error.message}`, { cause: error });
     throw error;
   }
+}
+
+/**
+ * Resolve and require a plugin and check that it exports one, without options (`vmm help
+ * PLUGIN`). Throws PluginError.
+ */
+export function loadPluginModule(name: string, baseDir: string): { plugin: AnyPlugin; source: string } {
+  const { file, source } = resolvePlugin(name, baseDir);
+  let exported: unknown;
+  try {
+    exported = require(file);
+  } catch (err) {
+    // The user needs the plugin's name and the cause, not our stack (that is for --verbose).
+    throw new PluginError(`failed to load plugin '${name}' (${source}): ${firstLine(err)}`, { cause: err });
+  }
+  const plugin = pluginFrom(exported);
+  if (!plugin) {
+    throw new PluginError(
+      `plugin '${name}' (${source}) does not export a plugin: expected an object with a ` +
+        `string 'name' and an 'apply' function (module.exports or default), found ${describeExport(exported)}`,
+    );
+  }
+  if (plugin.schema !== undefined && (typeof plugin.schema !== 'object' || plugin.schema === null)) {
+    throw new PluginError(`plugin '${name}' (${source}) is broken: its 'schema' must be a JSON Schema object; got ${describe(plugin.schema)}`);
+  }
+  return { plugin, source };
 }
 
 /** Load plugins in order; two plugins with the same `name` in one VM are refused. */

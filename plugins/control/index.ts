@@ -5,7 +5,8 @@
  *   vmm ctl --socket /run/vmm/vm1.sock status
  *
  * Options:
- *   socket          (required) path of the socket; created 0600, a stale one is replaced
+ *   socket          (required) path of the socket; created 0600, a stale one is replaced; a
+ *                   relative path is relative to the config file (the working directory for --plugin)
  *   allowAnyUid     accept peers whose uid (SO_PEERCRED) is not the VMM's; default false
  *   maxRequestBytes longest request datagram; default 64 KiB
  *   maxFds          most descriptors with one request; default 8
@@ -19,7 +20,8 @@
  * shutting the VM down (`vmm run` on a second SIGTERM) still removes the socket file, from a
  * process 'exit' listener, so no stale socket is left behind.
  */
-import type { Plugin, Vmm } from '../../plugin-api';
+import type { FromSchema, OptionsSchema, Plugin, Vmm } from '../../plugin-api';
+import { checkOptions } from '../../core/plugins/options';
 import { ControlServer, type ControlServerOptions } from './server';
 
 export const PLUGIN_NAME = 'control';
@@ -38,51 +40,51 @@ export const DEFAULT_OPTIONS: Readonly<Omit<ControlServerOptions, 'socket'>> = O
   maxConnections: 256,
 });
 
-/** Integer options and their allowed ranges. */
-const INTEGER_RANGES: Readonly<Record<'maxRequestBytes' | 'maxFds' | 'stopTimeoutMs' | 'maxConnections', [number, number]>> = {
-  maxRequestBytes: [256, 1024 * KiB],
-  maxFds: [0, SCM_MAX_FD],
-  stopTimeoutMs: [1, 3_600_000],
-  maxConnections: [1, 4096],
-};
+// (What each one means is in the module comment; the description is what errors say it must be.)
+const integer = (min: number, max: number, fallback: number) => ({
+  type: 'integer', minimum: min, maximum: max, default: fallback, description: `a whole number from ${min} to ${max}`,
+}) as const;
 
-const OPTION_NAMES = ['socket', ...Object.keys(DEFAULT_OPTIONS)];
+/** The options, checked by vmm before the plugin is applied (core/plugins/options.ts). */
+export const OPTIONS_SCHEMA = {
+  type: 'object',
+  properties: {
+    socket: {
+      type: 'string',
+      minLength: 1,
+      resolvePath: true,
+      description: 'the path of the control socket, e.g. {"socket":"/run/vmm.sock"} (relative: to the config file)',
+    },
+    allowAnyUid: { type: 'boolean', default: DEFAULT_OPTIONS.allowAnyUid, description: 'true or false' },
+    maxRequestBytes: integer(256, 1024 * KiB, DEFAULT_OPTIONS.maxRequestBytes),
+    maxFds: integer(0, SCM_MAX_FD, DEFAULT_OPTIONS.maxFds),
+    stopTimeoutMs: integer(1, 3_600_000, DEFAULT_OPTIONS.stopTimeoutMs),
+    maxConnections: integer(1, 4096, DEFAULT_OPTIONS.maxConnections),
+  },
+  required: ['socket'],
+  additionalProperties: false,
+} as const satisfies OptionsSchema;
 
-/** Check the user's options and fill in defaults; throws an Error naming the option. */
-export function parseOptions(input: unknown): ControlServerOptions {
-  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
-    throw new Error(`options must be an object like {"socket":"/run/vmm.sock"}`);
-  }
-  const given = input as Record<string, unknown>;
-  const unknown = Object.keys(given).filter((key) => !OPTION_NAMES.includes(key));
-  if (unknown.length > 0) throw new Error(`unknown option '${unknown[0]}'; the options are ${OPTION_NAMES.join(', ')}`);
-
-  const { socket } = given;
-  if (typeof socket !== 'string' || socket === '') {
-    throw new Error(`option 'socket' is required: the path of the control socket, e.g. {"socket":"/run/vmm.sock"}`);
-  }
-  if (Buffer.byteLength(socket) > UNIX_PATH_MAX) {
-    throw new Error(`option 'socket' is ${Buffer.byteLength(socket)} bytes long; a Unix socket path may have at most ${UNIX_PATH_MAX}`);
-  }
-  const options: ControlServerOptions = { ...DEFAULT_OPTIONS, socket };
-  if (given.allowAnyUid !== undefined) {
-    if (typeof given.allowAnyUid !== 'boolean') throw new Error(`option 'allowAnyUid' must be true or false; got ${JSON.stringify(given.allowAnyUid)}`);
-    options.allowAnyUid = given.allowAnyUid;
-  }
-  for (const [name, [min, max]] of Object.entries(INTEGER_RANGES) as [keyof typeof INTEGER_RANGES, [number, number]][]) {
-    const value = given[name];
-    if (value === undefined) continue;
-    if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-      throw new Error(`option '${name}' must be a whole number from ${min} to ${max}; got ${JSON.stringify(value)}`);
-    }
-    options[name] = value;
+/**
+ * Check the user's options (the schema above, then the socket path's length in bytes, which a
+ * schema cannot count) and fill in defaults; throws an Error naming the option.
+ */
+export function parseOptions(input: unknown, baseDir?: string): ControlServerOptions {
+  const options: ControlServerOptions = checkOptions<FromSchema<typeof OPTIONS_SCHEMA>>(OPTIONS_SCHEMA, input, baseDir);
+  const bytes = Buffer.byteLength(options.socket);
+  if (bytes > UNIX_PATH_MAX) {
+    throw new Error(`option 'socket' is ${bytes} bytes long; a Unix socket path may have at most ${UNIX_PATH_MAX}`);
   }
   return options;
 }
 
-const plugin: Plugin = {
+// `satisfies`, not a type annotation: apply takes anything (it checks), so tests can hand it bad options.
+const plugin = {
   name: PLUGIN_NAME,
+  schema: OPTIONS_SCHEMA,
   apply(vmm: Vmm, input: unknown) {
+    // Checked (the socket path resolved) already when vmm applies the plugin; again for callers
+    // that apply it directly.
     const options = parseOptions(input);
     const server = new ControlServer(vmm, options, vmm.logger(PLUGIN_NAME));
     // Synchronous, as 'exit' listeners must be: closes the fds and unlinks our socket file.
@@ -99,6 +101,6 @@ const plugin: Plugin = {
       server.close();
     });
   },
-};
+} satisfies Plugin<typeof OPTIONS_SCHEMA>;
 
 export default plugin;

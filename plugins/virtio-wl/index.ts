@@ -8,7 +8,8 @@
  * Options:
  *   sockets           name → path of a listening Unix stream socket. The unnamed entry ("") is
  *                     what NEW_CTX connects to; other names are for NEW_CTX_NAMED. Names are at
- *                     most 32 bytes. Default {} (add sockets at run time with `wl add`).
+ *                     most 32 bytes; a relative path is relative to the config file. Default {}
+ *                     (add sockets at run time with `wl add`).
  *   maxVfds           VFDs the guest may hold at once, host-created ones included (1024)
  *   maxContexts       contexts open at once (64)
  *   maxShmBytes       bytes of VFD_NEW shared memory held at once (the guest's RAM size)

@@ -192,8 +192,9 @@ describe('plugins that fail to load', () => {
 });
 
 describe('plugins that load reach the VM runner', () => {
-  // The marker plugin's apply() throws, so the run ends with exit 1 whether or not this machine
-  // can start VMs; what matters is that the plugin was found and loaded.
+  // The marker plugin's apply() throws, so the run ends with exit 2 (a plugin refusing to start,
+  // before anything started) whether or not this machine can start VMs; what matters is that the
+  // plugin was found and loaded.
   test('a plugin named in a config file resolves against the file, not the working directory', () => {
     writeTree(home, {
       'conf/vmm.config.json': { plugins: ['./plugins/marker.js'] },
@@ -202,7 +203,7 @@ describe('plugins that load reach the VM runner', () => {
     const { status, stderr } = vmm('--config', '../conf/vmm.config.json');
     expect(stderr).toContain('MARKER LOADED');
     expect(stderr).not.toContain('cannot find plugin');
-    expect(status).toBe(1);
+    expect(status).toBe(2);
   });
 
   test("a plugin from package.json's vmm key, found from a subdirectory", () => {
@@ -213,6 +214,6 @@ describe('plugins that load reach the VM runner', () => {
     });
     const { status, stderr } = runVmm([], path.join(work, 'sub', 'dir'), home);
     expect(stderr).toContain('PACKAGE MARKER');
-    expect(status).toBe(1);
+    expect(status).toBe(2);
   });
 });

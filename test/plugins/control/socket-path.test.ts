@@ -8,6 +8,7 @@ import * as path from 'path';
 import { DEFAULT_CONFIG } from '../../../core/config';
 import { Vm } from '../../../core/vm';
 import { native } from '../../../native';
+import { loadPlugin } from '../../../core/plugins/loader';
 import { ControlClient } from '../../../plugins/control/client';
 import { DEFAULT_OPTIONS, parseOptions } from '../../../plugins/control/index';
 import { MiB, loadControlPlugin, settledFdCount, expectFdCount, startControlVm, tempDir } from './control-fixture';
@@ -23,7 +24,7 @@ describe('control plugin options', () => {
   test.each([
     [{ socket: '/x', sokcet: 1 }, "unknown option 'sokcet'; the options are socket, allowAnyUid, maxRequestBytes, maxFds, stopTimeoutMs, maxConnections"],
     [{}, "option 'socket' is required"],
-    [{ socket: '' }, "option 'socket' is required"],
+    [{ socket: '' }, "option 'socket' must be the path of the control socket"],
     [{ socket: `/${'x'.repeat(120)}` }, "option 'socket' is 121 bytes long; a Unix socket path may have at most 107"],
     [{ socket: '/x', allowAnyUid: 'yes' }, "option 'allowAnyUid' must be true or false; got \"yes\""],
     [{ socket: '/x', maxFds: 300 }, "option 'maxFds' must be a whole number from 0 to 253; got 300"],
@@ -51,9 +52,17 @@ describe('control plugin options', () => {
     expect(() => parseOptions({ socket: `/${'x'.repeat(107)}` })).toThrow("option 'socket' is 108 bytes long; a Unix socket path may have at most 107");
   });
 
-  test('a bad option stops the VM before anything starts, naming the plugin and the option', () => {
-    expect(() => new Vm({ ...DEFAULT_CONFIG }, [loadControlPlugin({ socket: '/tmp/x.sock', bogus: true })], { serialInput: null, serialOutput: 1 }))
-      .toThrow(/plugin 'control' \(first-party control\) failed to start: unknown option 'bogus'/);
+  test('a bad option stops the VM before anything starts, naming the plugin and the option (at load time, and in the Vm)', () => {
+    const refusal = /^plugin 'control' \(first-party control\): unknown option 'bogus'/;
+    expect(() => loadControlPlugin({ socket: '/tmp/x.sock', bogus: true })).toThrow(refusal);
+    const good = loadControlPlugin({ socket: '/tmp/x.sock' });
+    expect(() => new Vm({ ...DEFAULT_CONFIG }, [{ ...good, options: { socket: '/tmp/x.sock', bogus: true } }], { serialInput: null, serialOutput: 1 }))
+      .toThrow(refusal);
+  });
+
+  test('a relative socket path resolves against the directory of the config file that gave it', () => {
+    expect(loadPlugin({ name: 'control', options: { socket: 'run/vm.sock' } }, '/etc/vmm').options).toMatchObject({ socket: '/etc/vmm/run/vm.sock' });
+    expect(parseOptions({ socket: 'vm.sock' }, '/srv')).toMatchObject({ socket: '/srv/vm.sock' });
   });
 });
 
