@@ -13,6 +13,8 @@ import { PluginError } from '../../core/errors';
 import type { AnyPlugin, LoadedPlugin } from '../../core/plugins/loader';
 import { Vm, type VmIo } from '../../core/vm';
 import { PROBE_GUEST, ROOT, startGuest } from '../helpers/guest-run';
+import { ControlClient } from '../../plugins/control/client';
+import { startControlVm } from '../plugins/control/control-fixture';
 
 const MiB = 1024 * 1024;
 const THROWING_WORKER = path.join(ROOT, 'test', 'core', 'fixtures', 'throwing-device.js');
@@ -217,6 +219,14 @@ describe('start-up hooks', () => {
     expect((await boot('', [loaded(plugin)])).exit.message).toBe('the kernelCmdline taps must return a list of strings (command-line entries).');
   });
 
+  test("a virtio device whose attach throws fails addVirtioDevice, so the plugin's createDevices", async () => {
+    const plugin: Plugin = {
+      name: 'virt',
+      apply: (vmm) => vmm.hooks.createDevices.tap('virt', () => { vmm.addVirtioDevice({ ...tiny(), attach() { throw new Error('no transport for me'); } }, { name: 'v' }); }),
+    };
+    expect((await boot('', [loaded(plugin)])).exit).toEqual({ reason: 'error', exitCode: 1, message: "plugin 'virt' failed in its createDevices hook: no transport for me" });
+  });
+
   test('a virtio device added after the command line was built is refused', async () => {
     const late: Plugin = { name: 'late', apply: (vmm) => vmm.hooks.beforeBoot.tap('late', () => { vmm.addVirtioDevice(tiny(), { name: 'late' }); }) };
     expect((await boot('', [loaded(late)])).exit.message).toMatch(/^plugin 'late' failed in its beforeBoot hook: cannot add a virtio device once the kernel command line is built/);
@@ -297,6 +307,12 @@ describe('run-time hooks', () => {
     while (run.vm.state === 'booting') await new Promise((r) => setTimeout(r, 5));
     await run.vm.pause();
     expect(await run.exit).toEqual({ reason: 'error', exitCode: 1, message: "plugin 'picky' failed in its stateChange hook: not paused" });
+  });
+
+  test('a stateChange tap that throws once the VM is stopping turns the exit into that error', async () => {
+    const picky: Plugin = { name: 'picky', apply: (vmm) => vmm.hooks.stateChange.tap('picky', (_f, to) => { if (to === 'stopping') throw new Error('not now'); }) };
+    const { exit } = await boot('', [loaded(picky)]);
+    expect(exit).toEqual({ reason: 'error', exitCode: 1, message: "plugin 'picky' failed in its stateChange hook: not now", guestStatus: 0 });
   });
 
   test('unhandledExit: called for each unclaimed access with what the guest did; the first policy returned decides', async () => {
@@ -481,5 +497,58 @@ describe('device errors name the device, the plugin and the access', () => {
     })))]);
     expect(exit.reason).toBe('error');
     expect((startError as Error).message).toBe(`device 'absent' (plugin 'devices'): its worker module ${THROWING_WORKER} failed to create the device: no such hardware`);
+  });
+});
+
+describe('through the control channel', () => {
+  test('controlCommand: taps in order, the first reply answers; a tap that throws answers that request with an error, and the VM runs on', async () => {
+    const seen: unknown[] = [];
+    const plugin: Plugin = {
+      name: 'commands',
+      apply(vmm) {
+        vmm.hooks.controlCommand.tapPromise('commands', async (request, context) => {
+          seen.push({ command: request.command, args: request.args, fds: context.fds });
+          return undefined; // passes the request on
+        });
+        vmm.hooks.controlCommand.tapPromise('commands-2', async (request) => {
+          if (request.command === 'hello') return { hello: request.args[0] };
+          if (request.command === 'boom') throw new Error('the widget is gone');
+          if (request.command === 'coded') throw Object.assign(new Error('no such widget'), { code: 'ERR_BAD_ARGS' });
+          return undefined;
+        });
+        vmm.hooks.controlCommand.tapPromise('never', async () => ({ never: true }));
+      },
+    };
+    const run = await startControlVm({}, [plugin]);
+    try {
+      const client = await ControlClient.connect(run.socket);
+      expect(await client.request('hello', ['world'])).toMatchObject({ result: { hello: 'world' } });
+      expect(seen[0]).toEqual({ command: 'hello', args: ['world'], fds: [] });
+      expect(await client.request('boom')).toMatchObject({ error: { code: 'ERR_COMMAND_FAILED', message: 'the widget is gone' } });
+      expect(await client.request('coded')).toMatchObject({ error: { code: 'ERR_BAD_ARGS', message: 'no such widget' } });
+      expect(run.vm.state).toBe('running');
+      client.close();
+    } finally {
+      await run.cleanup();
+    }
+  });
+
+  test('a device event reaches an events subscriber as { type: device, device, event, details }', async () => {
+    let emit: ((details: Record<string, unknown>) => void) | undefined;
+    const plugin: Plugin = { name: 'emitter', apply: (vmm) => { emit = (details) => vmm.emitDeviceEvent('widget', 'changed', details); } };
+    const run = await startControlVm({}, [plugin]);
+    try {
+      const client = await ControlClient.connect(run.socket);
+      const events = client.events();
+      const first = events.next();
+      // Requests are served in order and a subscription starts right after its reply: once a
+      // later request is answered, the subscription is live.
+      await client.request('status');
+      emit!({ level: 3, tags: ['a'] });
+      expect((await first).value).toEqual({ type: 'device', device: 'widget', event: 'changed', details: { level: 3, tags: ['a'] } });
+      client.close();
+    } finally {
+      await run.cleanup();
+    }
   });
 });
