@@ -15,8 +15,9 @@
  * Tap with the plugin's name first (`vmm.hooks.createDevices.tapPromise(NAME, …)`) so traces can
  * name it. Errors name the plugin whose `apply` registered the tap (or, for a tap registered
  * later, the plugin whose tap was running then). What an exception thrown by a tap does depends
- * on the hook; each hook says so below. In short: during start-up it fails the start
- * (`failed` runs, exit code 1); while the VM runs it stops the VM with an error (exit code 1);
+ * on the hook; each hook says so below. In short: in `apply` or `configure` the VM is not
+ * created (`failed` runs, `vmm` exits 2); in the other start-up hooks the start fails (`failed`
+ * runs, exit code 1); while the VM runs it stops the VM with an error (exit code 1);
  * in `shutdown`/`afterShutdown` it turns the exit into an error; in `controlCommand` it only
  * answers that request with an error; in `failed` it is logged and ignored. The message always
  * names the plugin and the hook.
@@ -616,7 +617,7 @@ export interface VirtioQueue {
   pushUsed(chain: VirtioChain, written: number): void;
   /** Return several chains published by one used-index update (e.g. the buffers of one merged rx packet). */
   pushUsedBatch(used: readonly { chain: VirtioChain; written: number }[]): void;
-  /** Send a used-buffer notification if the driver wants one (EVENT_IDX / NO_INTERRUPT). Call after a batch of pushUsed. */
+  /** Send a used-buffer notification if something was published since the last call and the driver wants one (EVENT_IDX / NO_INTERRUPT). Call after a batch of pushUsed; a call with nothing new does nothing. */
   notify(): void;
   /**
    * Ask for a notification when the driver adds buffers; true if it made new chains available

@@ -111,6 +111,8 @@ export class Queue implements VirtioQueue {
   /** Descriptors walked since the queue last yielded. */
   private walked = 0;
   private yielding = false;
+  /** Used entries were published since the last notify(): only then can one be owed. */
+  private published = false;
   private readonly availIdxAddr: number;
   private readonly availRingAddr: number;
   private readonly usedEventAddr: number;
@@ -223,6 +225,8 @@ export class Queue implements VirtioQueue {
     if (error.head !== undefined && error.code !== 'ERR_QUEUE_HEAD_INDEX' && error.code !== 'ERR_QUEUE_HEAD_IN_USE') {
       log('queue %d: skipping chain %d: %s', this.index, error.head, error.message);
       this.addUsed(error.head, 0);
+      // The device may publish nothing else this pass: the driver must still get it back.
+      this.notify();
       return;
     }
     log('queue %d is broken: %s', this.index, error.message);
@@ -252,7 +256,10 @@ export class Queue implements VirtioQueue {
         this.writeUsedElem(chain.head, Math.max(0, Math.min(written, chain.writableLength)));
         any = true;
       }
-      if (any) this.memory.writeU16(this.usedIdxAddr, this.nextUsed);
+      if (any) {
+        this.memory.writeU16(this.usedIdxAddr, this.nextUsed);
+        this.published = true;
+      }
     });
     if (r instanceof QueueError) log('queue %d: %s', this.index, r.message);
   }
@@ -275,6 +282,7 @@ export class Queue implements VirtioQueue {
       this.writeUsedElem(head, len);
       // The element is written before the index that publishes it (x86 keeps store order).
       this.memory.writeU16(this.usedIdxAddr, this.nextUsed);
+      this.published = true;
     });
     if (r instanceof QueueError) log('queue %d: %s', this.index, r.message);
   }
@@ -306,7 +314,8 @@ export class Queue implements VirtioQueue {
   }
 
   notify(): void {
-    if (this._broken || !this.hooks.live()) return;
+    if (this._broken || !this.hooks.live() || !this.published) return;
+    this.published = false;
     if (this.needsNotification()) this.hooks.interrupt();
   }
 

@@ -60,7 +60,6 @@ export class RxPath {
   tapReadable(): void {
     const queue = this.queue;
     if (!queue || this.dead) return;
-    let delivered = false;
     for (let budget = VMM_NET_BUDGET; budget > 0 && !this.starved; budget--) {
       if (!this.pending) {
         let frame: Buffer | null;
@@ -88,10 +87,10 @@ export class RxPath {
         this.changed();
         break;
       }
-      if (result === 'delivered') delivered = true;
       this.pending = null;
     }
-    if (delivered) queue.notify();
+    // Also for chains returned unused without a frame (the queue interrupts only if it published).
+    queue.notify();
   }
 
   private deliver(queue: VirtioQueue, frame: Buffer): Delivery {

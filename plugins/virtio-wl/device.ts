@@ -549,6 +549,13 @@ export class WlDevice implements VirtioDevice {
       return simple(VIRTIO_WL_RESP_ERR);
     }
     if (state === 'wait') {
+      if (send.target.remotePipe !== undefined) {
+        // A guest-write pipe whose read end the device still holds: nobody can drain it, and
+        // waiting would stall every later command (the CLOSE that ends it included).
+        send.release();
+        this.env.log('send on vfd %d: its pipe is full and no host peer holds the read end', send.target.id);
+        return simple(VIRTIO_WL_RESP_ERR);
+      }
       this.blocked = send;
       this.updateWatch(send.target);
       return PENDING;

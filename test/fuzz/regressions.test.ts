@@ -3,10 +3,11 @@
  * `npm test`: each failed on the code of commit 0126519 with the message noted, and must pass.
  * (Found by hand or by the fuzzer; a new finding's shrunk counterexample belongs here too.)
  */
+import { checkTarget, describeFailure, type FuzzTarget } from './harness/target';
 import { checkExchange } from './targets/control';
 import { runScenario } from './targets/queue';
-import { runNetScenario } from './targets/virtio-net';
-import { runWlScenario, type WlCommand } from './targets/virtio-wl';
+import { runNetScenario, virtioNetTarget } from './targets/virtio-net';
+import { runWlScenario, virtioWlTarget, type WlCommand } from './targets/virtio-wl';
 
 const direct = (head: number, len: number) => ({ kind: 'direct' as const, head, stride: 1, bufs: [{ addr: 0x8000n, len, write: true }] });
 const chain = (cmd: WlCommand, reply = 64) => ({ cmd, truncate: null, split: 1, reply, overlap: false });
@@ -72,5 +73,20 @@ describe('issue 10 findings, replayed through the fuzz harness', () => {
 
   test('item 7: an id nested 4500 deep (was: a stack overflow and a 24 s stall)', () => {
     checkExchange({ kind: 'nested', depth: 4500, open: '[', at: 'id', balanced: true });
+  });
+});
+
+describe('fuzzer findings after issue 10, replayed by seed and path', () => {
+  const replay = async (target: FuzzTarget, seed: number, path: string) => {
+    const details = await checkTarget(target, { seed, numRuns: 1, path });
+    if (details.failed) throw new Error(describeFailure(target, details));
+  };
+
+  test('a tx chain skipped as malformed (a buffer past RAM) is returned with an interrupt (was: the driver never saw it back)', async () => {
+    await replay(virtioNetTarget, 1592590338, '24:0:0:0:0:0:0:2:2:2');
+  });
+
+  test('a blocking SEND into a full guest-write pipe nobody outside holds is refused (was: the out queue stuck for good)', async () => {
+    await replay(virtioWlTarget, 34, '245:0:0:0:0:3:4:5:5:4:6:6:6:6:6');
   });
 });
