@@ -10,7 +10,8 @@
  *   apply ─▶ configure ─▶ createDevices ─▶ kernelCmdline ─▶ beforeBoot ─▶ afterBoot
  *      ─▶ (running ⇄ paused: stateChange, pause, resume, unhandledExit, deviceEvent, controlCommand)
  *      ─▶ shutdown ─▶ afterShutdown
- *   failed: instead of the rest, when start-up fails (see VmmHooks.failed)
+ *   failed: when start-up fails, instead of the hooks that would have followed (a VM that had
+ *           begun booting still gets shutdown and afterShutdown; see VmmHooks.failed)
  *
  * Tap with the plugin's name first (`vmm.hooks.createDevices.tapPromise(NAME, …)`) so traces can
  * name it. Errors name the plugin whose `apply` registered the tap (or, for a tap registered
