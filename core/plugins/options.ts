@@ -91,11 +91,6 @@ function validatorFor(schema: OptionsSchema): ValidateFunction {
   return validate;
 }
 
-/** Check that `schema` compiles; throws SchemaError. */
-export function checkSchema(schema: OptionsSchema): void {
-  validatorFor(schema);
-}
-
 /**
  * Check `input` against `schema` and return the checked copy (defaults filled in, paths
  * resolved against `baseDir`). Throws OptionsError naming the option, or SchemaError.
