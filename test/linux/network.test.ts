@@ -1,31 +1,37 @@
 /**
- * virtio-net end to end with a real Linux driver: the guest kernel configures eth0 itself
- * (ip=…), answers pings from a network namespace on the host, and sends its console over UDP
- * (netconsole). User space cannot run on our CI hosts' KVM (shared/notes/machine.md), so
- * everything here is served by the guest kernel alone.
+ * virtio-net end to end with a real Linux driver and real user space on both sides, through the
+ * CLI: the guest kernel configures eth0 (ip=…) and sends netconsole; busybox and the guest's
+ * `netio` move TCP and UDP data that the host side (test/linux/net-peer.ts) checks byte for byte.
  *
- * Layout: a namespace made for this test holds a persistent TAP `vmmt0` (10.200.0.1/24) and the
- * vmm process itself (`ip netns exec NS node dist/cli/vmm.js … --plugin virtio-net={"tap":"vmmt0"}`),
- * so the plugin opens that TAP; the guest is 10.200.0.2. The VM is stopped through its control
- * socket, the way a user would. Needs root (ip netns, tuntap).
+ * Layout: a namespace made for this test holds a persistent TAP `vmmt0` (10.200.0.1/24), the host
+ * peers, and the vmm process itself (`ip netns exec NS node dist/cli/vmm.js …`), so all traffic
+ * stays in the namespace; the guest is 10.200.0.2. The VM is stopped through its control socket,
+ * the way a user would. Needs root (ip netns, tuntap) and ethtool.
  */
 import { spawn, type ChildProcess } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { bootLinux, CLI, LINUX_BOOT_TIMEOUT_MS, linuxFixture, type LinuxGuest } from '../helpers/linux-guest';
+import { CLI, LINUX_BOOT_TIMEOUT_MS, linuxFixture } from '../helpers/linux-guest';
+import { LinuxConsole } from '../helpers/linux-console';
 import { TapNamespace } from '../helpers/tap-netns';
 import { within } from '../helpers/wait';
+import { NetPeer } from './net-peer';
 
 jest.setTimeout(LINUX_BOOT_TIMEOUT_MS + 5 * 60_000);
 
 const HOST_IP = '10.200.0.1';
 const GUEST_IP = '10.200.0.2';
 const NETCONSOLE_PORT = 6666;
-const net = new TapNamespace(`vmmtest-net-${process.pid}`, 'vmmt0', HOST_IP);
+/** Each way, twice (offloads on, then off). */
+const TCP_BYTES = 8 << 20;
+const CONNECTIONS = 20;
+/** Largest Ethernet frame without offloads: 1500-byte MTU plus the 14-byte header. */
+const MAX_FRAME = 1514;
+const net = new TapNamespace(`vmmtest-linux-net-${process.pid}`, 'vmmt0', HOST_IP);
 
 /** A UDP listener inside the namespace: prints each datagram as one JSON string per line. */
-const LISTENER = `
+const NETCONSOLE_LISTENER = `
 const s = require('dgram').createSocket('udp4');
 s.on('message', (m) => process.stdout.write(JSON.stringify(m.toString('utf8')) + '\\n'));
 s.bind(${NETCONSOLE_PORT}, '${HOST_IP}', () => process.stdout.write('"listening"\\n'));
@@ -34,31 +40,71 @@ s.bind(${NETCONSOLE_PORT}, '${HOST_IP}', () => process.stdout.write('"listening"
 const ping = (...args: string[]) => net.run('ping', [...args, GUEST_IP], 300_000);
 const summary = (out: string) => out.trim().split('\n').slice(-2).join(' | ');
 
-describe('Linux guest on virtio-net', () => {
-  let guest: LinuxGuest | undefined;
-  let listener: ChildProcess | undefined;
-  let datagrams: string[] = [];
-  let dir: string;
+interface Digest { bytes: number; sha256: string }
 
-  beforeAll(() => {
+/** Bytes and frames through the host side of the TAP so far (rx: from the guest). */
+async function tapCounters(): Promise<{ rxBytes: number; rxPackets: number; txBytes: number; txPackets: number }> {
+  const r = await net.run('ip', ['-s', '-j', 'link', 'show', net.tap]);
+  if (r.status !== 0) throw new Error(`ip -s link failed: ${r.stderr}`);
+  const [{ stats64 }] = JSON.parse(r.stdout) as [{ stats64: { rx: { bytes: number; packets: number }; tx: { bytes: number; packets: number } } }];
+  return { rxBytes: stats64.rx.bytes, rxPackets: stats64.rx.packets, txBytes: stats64.tx.bytes, txPackets: stats64.tx.packets };
+}
+
+/** `netio` output: "sent|received N bytes sha256 HEX in T ms". */
+function parseNetio(out: string): Digest & { ms: number } {
+  const m = /(?:sent|received) (\d+) bytes sha256 ([0-9a-f]{64}) in (\d+) ms/.exec(out);
+  if (!m) throw new Error(`unexpected netio output: ${JSON.stringify(out)}`);
+  return { bytes: Number(m[1]), sha256: m[2], ms: Number(m[3]) };
+}
+
+describe('Linux guest on virtio-net', () => {
+  let shell: LinuxConsole | undefined;
+  let listener: ChildProcess | undefined;
+  const peers: NetPeer[] = [];
+  const datagrams: string[] = [];
+  let socket: string;
+  let dir: string;
+  let port = 5000;
+
+  const peer = async (mode: string, ...args: (string | number)[]) => {
+    const p = new NetPeer(net, mode, args);
+    peers.push(p);
+    return p.ready();
+  };
+
+  /** Uploads and downloads TCP_BYTES, checks SHA-256 on both ends; returns the average frame sizes. */
+  async function tcpBothWays(label: string): Promise<{ upFrame: number; downFrame: number }> {
+    const before = await tapCounters();
+    const sink = await peer('tcp-sink', HOST_IP, ++port, 1);
+    const sent = parseNetio(await shell!.ok(`netio send ${HOST_IP} ${port} ${TCP_BYTES} 11`, 300_000));
+    const received = await sink.next<Digest>();
+    expect(received).toEqual({ bytes: TCP_BYTES, sha256: sent.sha256 });
+    const middle = await tapCounters();
+
+    const source = await peer('tcp-source', HOST_IP, ++port, TCP_BYTES, 1);
+    const got = parseNetio(await shell!.ok(`netio recv ${HOST_IP} ${port}`, 300_000));
+    const served = await source.next<Digest>();
+    expect(got).toMatchObject(served);
+    const after = await tapCounters();
+
+    const upFrame = (middle.rxBytes - before.rxBytes) / (middle.rxPackets - before.rxPackets);
+    const downFrame = (after.txBytes - middle.txBytes) / (after.txPackets - middle.txPackets);
+    const rate = (ms: number) => `${((TCP_BYTES / 2 ** 20) / (ms / 1000)).toFixed(2)} MiB/s`;
+    process.stderr.write(`TCP ${label}: up ${sent.ms} ms (${rate(sent.ms)}), down ${got.ms} ms (${rate(got.ms)}); ` +
+      `average frame from the guest ${upFrame.toFixed(0)} B, to it ${downFrame.toFixed(0)} B\n`);
+    return { upFrame, downFrame };
+  }
+
+  beforeAll(async () => {
     linuxFixture(); // fails with a clear message when scripts/guest-kernel has not been run
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vmm-linux-net-'));
+    socket = path.join(dir, 'control.sock');
     net.create();
-  });
-
-  afterAll(async () => {
-    await guest?.stop(5_000);
-    listener?.kill('SIGKILL');
-    net.delete();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
-
-  it('configures eth0, answers pings with intact payloads through a flood, sends netconsole, stops with 0', async () => {
-    const [command, args] = net.wrap(process.execPath, ['-e', LISTENER]);
+    const [command, args] = net.wrap(process.execPath, ['-e', NETCONSOLE_LISTENER]);
     listener = spawn(command, args, { stdio: ['ignore', 'pipe', 'inherit'] });
     let buffered = '';
     listener.stdout!.setEncoding('utf8');
-    const listening = new Promise<void>((resolve) => {
+    await new Promise<void>((resolve) => {
       listener!.stdout!.on('data', (chunk: string) => {
         buffered += chunk;
         const lines = buffered.split('\n');
@@ -69,56 +115,126 @@ describe('Linux guest on virtio-net', () => {
         }
       });
     });
-    await listening;
-
-    const socket = path.join(dir, 'control.sock');
-    guest = bootLinux({
+    shell = await LinuxConsole.boot({
       namespace: net,
       args: ['--plugin', `virtio-net=${JSON.stringify({ tap: net.tap })}`, '--plugin', `control=${JSON.stringify({ socket })}`],
       cmdline: `ip=${GUEST_IP}::${HOST_IP}:255.255.255.0::eth0:off netconsole=@${GUEST_IP}/eth0,${NETCONSOLE_PORT}@${HOST_IP}/`,
     });
-    const configured = await guest.waitFor(/IP-Config: Complete/);
-    process.stderr.write(`linux on vmm with virtio-net: IP-Config complete at ${(configured / 1000).toFixed(1)} s\n`);
-    // The lines after "Complete:" name the address it took.
-    await guest.waitFor(new RegExp(`device=eth0, .*ipaddr=${GUEST_IP.replace(/\./g, '\\.')}`), 30_000);
+    process.stderr.write(`linux on vmm with virtio-net: shell prompt at ${(shell.bootedAt / 1000).toFixed(1)} s\n`);
+  });
 
-    // At once, while the kernel is still finishing its boot.
+  afterAll(async () => {
+    await shell?.stop(5_000);
+    for (const p of peers) p.kill();
+    listener?.kill('SIGKILL');
+    net.delete();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('configures eth0, sends netconsole, and answers pings with intact payloads', async () => {
+    expect(shell!.output()).toMatch(new RegExp(`IP-Config: Complete[^]*device=eth0, .*ipaddr=${GUEST_IP.replace(/\./g, '\\.')}`));
     const first = await ping('-c', '5', '-W', '5');
     expect(first.stdout).toMatch(/5 packets transmitted, 5 received, 0% packet loss/);
-
-    // 500 pings with 1400-byte payloads; ping compares each echoed payload with what it sent
-    // and prints "wrong data byte" on any difference (only without -q, which skips the check),
-    // and "(DUP!)" for a reply seen twice. Paced adaptively (-A) with at most 4 in flight: the
-    // emulated guest kernel here answers only ~30 packets/s, so a fixed rate above that only
-    // measures how long its queues are.
-    const burst = await ping('-A', '-l', '4', '-s', '1400', '-c', '500', '-W', '5');
+    // 300 pings with 1400-byte payloads; ping compares each echoed payload with what it sent and
+    // prints "wrong data byte" on any difference (only without -q), "(DUP!)" for a reply seen
+    // twice. Paced adaptively (-A) with at most 4 in flight: the emulated guest kernel answers
+    // only ~30 packets/s here, so a fixed rate above that only measures its queues.
+    const burst = await ping('-A', '-l', '4', '-s', '1400', '-c', '300', '-W', '5');
     process.stderr.write(`1400-byte ping burst: ${summary(burst.stdout)}\n`);
-    expect(burst.stdout).toMatch(/500 packets transmitted, 500 received, 0% packet loss/);
-    expect(burst.stdout.match(/bytes from 10\.200\.0\.2: icmp_seq=/g)).toHaveLength(500);
+    expect(burst.stdout).toMatch(/300 packets transmitted, 300 received, 0% packet loss/);
+    expect(burst.stdout.match(/bytes from 10\.200\.0\.2: icmp_seq=/g)).toHaveLength(300);
     expect(burst.stdout + burst.stderr).not.toMatch(/wrong data|corrupted|DUP!|duplicates/);
+    // netconsole: the kernel's messages since eth0 came up arrived over UDP.
+    expect(datagrams.join('')).toMatch(/IP-Config: Complete|Run \/init|printk: console \[netcon0\] enabled/);
+  });
 
-    // A flood outruns this guest (replies later than -W count as lost), but must not wedge it:
-    // this once left the guest replaying timer ticks for good (see DEFAULT_CPUID_HIDE).
+  it('pings the host from the guest', async () => {
+    const out = await shell!.ok(`ping -c 3 -W 5 ${HOST_IP}`, 60_000);
+    expect(out).toMatch(/3 packets transmitted, 3 packets received, 0% packet loss/);
+  });
+
+  it(`moves ${TCP_BYTES >> 20} MiB each way over TCP intact with the offloads on (GSO frames both ways)`, async () => {
+    // The driver took the checksum and segmentation offloads that vmm offers when the TAP has them.
+    const features = await shell!.ok('netio offload eth0');
+    expect(features).toMatch(/tx-checksumming: on/);
+    expect(features).toMatch(/tcp-segmentation-offload: on/);
+    const { upFrame, downFrame } = await tcpBothWays('offloads on');
+    // Frames larger than any Ethernet frame: segmentation was left to the other side.
+    expect(upFrame).toBeGreaterThan(2 * MAX_FRAME);
+    expect(downFrame).toBeGreaterThan(2 * MAX_FRAME);
+  });
+
+  it(`moves ${TCP_BYTES >> 20} MiB each way over TCP intact with the offloads off (full checksums, no GSO)`, async () => {
+    expect(await shell!.ok('netio offload eth0 off')).toMatch(/tx-checksumming: off[^]*tcp-segmentation-offload: off/);
+    const host = await net.run('ethtool', ['-K', net.tap, 'tx', 'off', 'sg', 'off', 'tso', 'off', 'gso', 'off']);
+    expect(host).toMatchObject({ status: 0 });
+    const { upFrame, downFrame } = await tcpBothWays('offloads off');
+    expect(upFrame).toBeLessThanOrEqual(MAX_FRAME);
+    expect(downFrame).toBeLessThanOrEqual(MAX_FRAME);
+    expect(await shell!.ok('netio offload eth0 on')).toMatch(/tx-checksumming: on[^]*tcp-segmentation-offload: on/);
+    expect(await net.run('ethtool', ['-K', net.tap, 'tx', 'on', 'sg', 'on', 'tso', 'on', 'gso', 'on'])).toMatchObject({ status: 0 });
+  });
+
+  it(`carries ${CONNECTIONS} TCP connections at once`, async () => {
+    const bytes = 256 << 10;
+    const sink = await peer('tcp-sink', HOST_IP, ++port, CONNECTIONS);
+    // All start before any finishes: the sink reads nothing until all are open.
+    const out = await shell!.ok(
+      `for i in $(seq ${CONNECTIONS}); do netio send ${HOST_IP} ${port} ${bytes} $i > /tmp/conn.$i & done; wait; cat /tmp/conn.*`, 300_000);
+    const sent = out.trim().split('\n').map(parseNetio);
+    expect(sent).toHaveLength(CONNECTIONS);
+    const received: Digest[] = [];
+    for (let i = 0; i < CONNECTIONS; i++) received.push(await sink.next<Digest>());
+    expect(await sink.next()).toEqual({ done: true, open: CONNECTIONS });
+    const hashes = (list: Digest[]) => list.map((d) => `${d.bytes} ${d.sha256}`).sort();
+    expect(hashes(received)).toEqual(hashes(sent));
+    // Different seeds: twenty different streams, not one stream twenty times.
+    expect(new Set(sent.map((d) => d.sha256)).size).toBe(CONNECTIONS);
+  });
+
+  it('carries UDP both ways: host → guest echo → host, and guest → host', async () => {
+    const count = 100;
+    const size = 1400;
+    await shell!.ok(`netio udp-echo ${++port} ${count} > /tmp/udp-echo.out &`);
+    // It says so once its socket is bound.
+    let listening = false;
+    for (let i = 0; i < 50 && !listening; i++) listening = (await shell!.ok('cat /tmp/udp-echo.out')).includes('listening');
+    expect(listening).toBe(true);
+    const echo = await peer('udp-ping', HOST_IP, GUEST_IP, port, count, size);
+    const pinged = await echo.next<{ sent: number; echoed: number; mismatched: number; retried: number; sha256: string }>(300_000);
+    expect(pinged).toMatchObject({ sent: count, echoed: count, mismatched: 0 });
+    process.stderr.write(`UDP echo: ${count} datagrams, ${pinged.retried} sent again after ${3} s without an echo\n`);
+    const echoed = await shell!.ok('wait; cat /tmp/udp-echo.out');
+    expect(echoed).toContain(`echoed ${count} datagrams ${count * size} bytes sha256 ${pinged.sha256}`);
+
+    const sink = await peer('udp-sink', HOST_IP, ++port, count, size);
+    const sent = await shell!.ok(`netio udp-send ${HOST_IP} ${port} ${count} ${size}`);
+    const got = await sink.next<{ received: number; bad: number; sha256: string }>();
+    expect(got).toEqual({ received: count, bad: 0, sha256: expect.any(String) });
+    expect(sent).toContain(`sent ${count} datagrams ${count * size} bytes sha256 ${got.sha256}`);
+  });
+
+  it('lives through a ping flood and answers again', async () => {
+    // A flood outruns this guest (replies later than -W count as lost), but must not wedge it.
     const flood = await ping('-q', '-f', '-c', '300', '-W', '2');
     process.stderr.write(`flood ping: ${summary(flood.stdout)}\n`);
     expect(Number(/(\d+) received/.exec(flood.stdout)?.[1] ?? 0)).toBeGreaterThan(0);
-    // ping -f does not compare payloads, but its summary counts corrupted and duplicate replies.
     expect(flood.stdout + flood.stderr).not.toMatch(/corrupted|duplicates/);
-    // It answers its backlog for seconds after the flood (RTTs above 6 s), during which the
-    // host's ARP entry for it may lapse; once it answers at all, it must answer every ping.
     let answering = false;
     for (let i = 0; i < 12 && !answering; i++) answering = (await ping('-c', '1', '-W', '5')).status === 0;
     expect(answering).toBe(true);
-    const after = await ping('-c', '5', '-W', '10');
-    expect(after.stdout).toMatch(/5 packets transmitted, 5 received/);
+    expect(await shell!.ok('echo shell fine')).toBe('shell fine\n');
+  });
 
-    // netconsole: the kernel's messages since eth0 came up arrived over UDP.
-    const received = datagrams.join('');
-    expect(received).toMatch(/IP-Config: Complete|Run \/init|printk: console \[netcon0\] enabled/);
-
+  it('stops promptly on vmm ctl stop while the guest spins at 100 % in user space', async () => {
+    shell!.type('cpu spin');
+    await shell!.guest.waitFor('spinning', 30_000, shell!.output().length);
+    await new Promise((r) => setTimeout(r, 2_000));
+    const asked = performance.now();
     const stop = await net.run(process.execPath, [CLI, 'ctl', '--socket', socket, 'stop']);
     expect(stop).toMatchObject({ status: 0 });
-    expect(await within('vmm exiting after ctl stop', guest.exited, 30_000)).toEqual({ code: 0, signal: null });
-    expect(guest.stderr()).not.toMatch(/internal error|crash/i);
+    expect(await within('vmm exiting after ctl stop', shell!.guest.exited, 10_000)).toEqual({ code: 0, signal: null });
+    process.stderr.write(`ctl stop with a spinning guest: vmm exited after ${(performance.now() - asked).toFixed(0)} ms\n`);
+    expect(shell!.guest.stderr()).not.toMatch(/internal error|crash/i);
   });
 });
