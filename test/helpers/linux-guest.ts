@@ -35,34 +35,69 @@ export interface LinuxFixture { vmlinux: string; initramfs: string }
 
 export class FixtureMissingError extends Error {}
 
-let cached: LinuxFixture | undefined;
+/**
+ * Initramfs profiles (scripts/guest-kernel --profile NAME, guest/linux/initramfs-NAME.list): the
+ * base guest plus what some tests need. 'wayland': weston (headless), weston-simple-shm and the
+ * guest relay wl-relay.
+ */
+export type LinuxProfile = 'wayland';
 
-/** The kernel and initramfs; throws FixtureMissingError saying how to build them. */
-export function linuxFixture(): LinuxFixture {
-  if (cached) return cached;
+const cached = new Map<string, LinuxFixture>();
+
+/**
+ * The kernel and initramfs (of `profile`, or the base one); throws FixtureMissingError saying
+ * how to build them. VMM_GUEST_KERNEL / VMM_GUEST_INITRAMFS override the base fixture,
+ * VMM_GUEST_INITRAMFS_<PROFILE> (e.g. VMM_GUEST_INITRAMFS_WAYLAND) a profile's initramfs.
+ */
+export function linuxFixture(profile?: LinuxProfile): LinuxFixture {
+  const key = profile ?? '';
+  const known = cached.get(key);
+  if (known) return known;
+  const fixture = profile ? profileFixture(profile) : baseFixture();
+  cached.set(key, fixture);
+  return fixture;
+}
+
+function baseFixture(): LinuxFixture {
   const fromEnv = process.env.VMM_GUEST_KERNEL;
   if (fromEnv) {
     const initramfs = process.env.VMM_GUEST_INITRAMFS ?? path.join(path.dirname(fromEnv), 'initramfs.cpio');
     for (const file of [fromEnv, initramfs]) {
       if (!fs.existsSync(file)) throw new FixtureMissingError(`the Linux guest fixture ${file} (from VMM_GUEST_KERNEL/VMM_GUEST_INITRAMFS) does not exist.`);
     }
-    cached = { vmlinux: fromEnv, initramfs };
-    return cached;
+    return { vmlinux: fromEnv, initramfs };
   }
-  const located = spawnSync(GUEST_KERNEL_SCRIPT, ['--locate'], { encoding: 'utf8' });
+  return locate([]);
+}
+
+function profileFixture(profile: LinuxProfile): LinuxFixture {
+  const variable = `VMM_GUEST_INITRAMFS_${profile.toUpperCase()}`;
+  const fromEnv = process.env[variable];
+  if (fromEnv) {
+    if (!fs.existsSync(fromEnv)) throw new FixtureMissingError(`the Linux guest initramfs ${fromEnv} (from ${variable}) does not exist.`);
+    const vmlinux = process.env.VMM_GUEST_KERNEL ?? locate(['--profile', profile]).vmlinux;
+    return { vmlinux, initramfs: fromEnv };
+  }
+  const located = locate(['--profile', profile]);
+  return { vmlinux: process.env.VMM_GUEST_KERNEL ?? located.vmlinux, initramfs: located.initramfs };
+}
+
+/** `scripts/guest-kernel --locate ARGS`: the cached build's paths, or FixtureMissingError. */
+function locate(args: string[]): LinuxFixture {
+  const located = spawnSync(GUEST_KERNEL_SCRIPT, ['--locate', ...args], { encoding: 'utf8' });
   const lines = (located.stdout ?? '').trim().split('\n');
   const value = (key: string) => lines.find((l) => l.startsWith(`${key}=`))?.slice(key.length + 1);
   const vmlinux = value('vmlinux');
   const initramfs = value('initramfs');
   if (located.status !== 0 || !vmlinux || !initramfs) {
     const why = (located.stderr ?? '').trim() || located.error?.message || `exit status ${located.status}`;
+    const build = ['scripts/guest-kernel', ...args].join(' ');
     throw new FixtureMissingError(
-      `the Linux guest fixture is not built: run scripts/guest-kernel first (CI runs it in .ci/run); ` +
-        `scripts/guest-kernel --locate said: ${why}`,
+      `the Linux guest fixture is not built: run ${build} first (CI runs it in .ci/run); ` +
+        `${build.replace('guest-kernel', 'guest-kernel --locate')} said: ${why}`,
     );
   }
-  cached = { vmlinux, initramfs };
-  return cached;
+  return { vmlinux, initramfs };
 }
 
 export interface LinuxGuestOptions {
@@ -73,6 +108,8 @@ export interface LinuxGuestOptions {
   args?: string[];
   /** Run vmm inside this namespace (its `wrap`: `ip netns exec NS node …`). */
   namespace?: Pick<TapNamespace, 'wrap'>;
+  /** Which initramfs to boot when `fixture` is not given (default: the base one). */
+  profile?: LinuxProfile;
   fixture?: LinuxFixture;
   /** Tee the console to this stream as it arrives (e.g. process.stderr when debugging). */
   echo?: NodeJS.WritableStream;
@@ -104,7 +141,7 @@ export interface LinuxGuest {
 }
 
 export function bootLinux(options: LinuxGuestOptions = {}): LinuxGuest {
-  const fixture = options.fixture ?? linuxFixture();
+  const fixture = options.fixture ?? linuxFixture(options.profile);
   const cmdline = [BASE_CMDLINE, options.cmdline ?? ''].join(' ').trim();
   const vmmArgs = [
     CLI, '--kernel', fixture.vmlinux, '--initrd', fixture.initramfs, '--memory', options.memory ?? '128M',
