@@ -71,16 +71,16 @@ static int wl_new(struct virtwl_ioctl_new *request)
 }
 
 /*
- * `-d unix:PATH`, a development aid: contexts are connections to the Unix socket PATH, shared
- * memory is memfds and pipes are pipes, so the relay's logic runs on a host without virtio_wl
- * (README.md, "Developing"). The tests use the real device.
+ * `-d unix:DIR`, a development aid: a context named NAME is a connection to the Unix socket
+ * DIR/NAME (the unnamed one DIR/wayland-0), shared memory is memfds and pipes are pipes, so the
+ * relay's logic runs on a host without virtio_wl (README.md, "Developing"). Tests use the device.
  */
-static int fake_connect(void)
+static int fake_connect(const char *name)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", fake_device);
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/%s", fake_device, name && *name ? name : "wayland-0");
 	if (fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
 		int saved = errno;
 
@@ -96,7 +96,7 @@ int wl_new_ctx(const char *name)
 	struct virtwl_ioctl_new request = { .type = VIRTWL_IOCTL_NEW_CTX };
 
 	if (fake_device)
-		return fake_connect();
+		return fake_connect(name);
 	if (name && *name) {
 		size_t length = strlen(name);
 
