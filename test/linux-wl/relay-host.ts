@@ -1,6 +1,6 @@
 /**
  * Host side of the relay tests: a headless weston that counts the wl_surface commits it receives
- * (WAYLAND_DEBUG=server) and lets a test read the shm pools it was given by vmm (memfds named
+ * (WAYLAND_DEBUG=server) and lets a test read the shm pools it mapped from vmm (memfds named
  * "virtwl_alloc", the NEW_ALLOC memory the guest relay copies client pixels into).
  */
 import { spawn, spawnSync } from 'child_process';
@@ -53,13 +53,19 @@ export async function startCountingWeston(): Promise<CountingWeston> {
     await stop();
     throw error;
   }
+  // libwayland-server closes a pool's fd once it has mapped it: read weston's mappings instead.
   const vmmPools = () => {
     const out: Buffer[] = [];
-    for (const fd of fs.readdirSync(`/proc/${weston.pid}/fd`)) {
-      let target = '';
-      try { target = fs.readlinkSync(`/proc/${weston.pid}/fd/${fd}`); } catch { continue; }
-      if (!target.includes('memfd:virtwl_alloc')) continue;
-      try { out.push(fs.readFileSync(`/proc/${weston.pid}/fd/${fd}`)); } catch { /* closed meanwhile */ }
+    const maps = fs.readFileSync(`/proc/${weston.pid}/maps`, 'utf8').split('\n').filter((l) => l.includes('memfd:virtwl_alloc'));
+    const mem = fs.openSync(`/proc/${weston.pid}/mem`, 'r');
+    try {
+      for (const line of maps) {
+        const [from, to] = line.split(' ')[0].split('-').map((h) => BigInt(`0x${h}`));
+        const b = Buffer.alloc(Number(to - from));
+        try { fs.readSync(mem, b, 0, b.length, from); out.push(b); } catch { /* unmapped meanwhile */ }
+      }
+    } finally {
+      fs.closeSync(mem);
     }
     return out;
   };
