@@ -17,7 +17,8 @@ import { LinuxConsole } from '../helpers/linux-console';
 import { linuxFixture, LINUX_BOOT_TIMEOUT_MS, ROOT } from '../helpers/linux-guest';
 import { sleep, until } from '../helpers/wait';
 import { initramfsWith } from './guest-programs';
-import { distinctWords, hostGlobals, parseGlobals, startCountingWeston, type CountingWeston } from './relay-host';
+import { distinctWords, vmmPools } from './relay-host';
+import { hostGlobals, parseGlobals, startHeadlessWeston, type Weston } from '../plugins/virtio-wl/weston-fixture';
 
 const GARBAGE_SOURCE = path.join(ROOT, 'guest', 'linux', 'wl-relay', 'tests', 'wl-garbage.c');
 /** The guest kernel runs emulated on CI hosts: a wayland-info takes seconds there. */
@@ -32,7 +33,7 @@ function fdCount(pid: number): number {
 
 describe('wl-relay client mode in a Linux guest, host weston headless', () => {
   let dir: string;
-  let weston: CountingWeston;
+  let weston: Weston;
   let guest: LinuxConsole;
   let vmmPid: number;
   let vmmBaseline: number;
@@ -47,7 +48,7 @@ describe('wl-relay client mode in a Linux guest, host weston headless', () => {
     if (cc.status !== 0) throw new Error(`gcc could not build ${GARBAGE_SOURCE}: ${cc.stderr}`);
     const fixture = linuxFixture('wayland');
     const initramfs = initramfsWith(fixture.initramfs, { '/bin/wl-garbage': garbage }, path.join(dir, 'initramfs.cpio'));
-    weston = await startCountingWeston();
+    weston = await startHeadlessWeston('vmm-relay-weston-', { protocolLog: true });
     guest = await LinuxConsole.boot({
       fixture: { vmlinux: fixture.vmlinux, initramfs }, memory: '256M',
       args: ['--plugin', `virtio-wl=${JSON.stringify({ sockets: { '': weston.socket } })}`],
@@ -89,7 +90,7 @@ describe('wl-relay client mode in a Linux guest, host weston headless', () => {
     expect(shmPid).toBeGreaterThan(0);
     await until(`${FRAMES} commits at host weston (seen: ${weston.commits() - before})`, () => weston.commits() - before >= FRAMES, STEP_TIMEOUT_MS, 100);
     // simple-shm paints a moving pattern: many distinct pixel values, changing between frames.
-    const pools = () => weston.vmmPools().filter((b) => b.length >= SIMPLE_SHM_BYTES);
+    const pools = () => vmmPools(weston.pid).filter((b) => b.length >= SIMPLE_SHM_BYTES);
     const first = pools();
     expect(first.length).toBeGreaterThanOrEqual(1);
     expect(Math.max(...first.map((b) => distinctWords(b, SIMPLE_SHM_BYTES)))).toBeGreaterThan(100);

@@ -11,14 +11,13 @@
  * (virtio_wl.event_idx=0 on the kernel command line). The fixture kernel must have
  * CONFIG_VIRTIO_WL=y (guest/linux/patches/0010-virtio-wl-driver.patch).
  */
-import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { LinuxConsole } from '../helpers/linux-console';
 import { linuxFixture, LINUX_BOOT_TIMEOUT_MS } from '../helpers/linux-guest';
 import { until } from '../helpers/wait';
-import { startHeadlessWeston, type Weston } from '../plugins/virtio-wl/weston-fixture';
+import { hostGlobals, startHeadlessWeston, type Weston } from '../plugins/virtio-wl/weston-fixture';
 import { buildWltest, initramfsWith } from './guest-programs';
 import { WlTestPeer } from './peer';
 
@@ -27,17 +26,6 @@ const VIRTIO_RING_F_EVENT_IDX = 29;
 const VIRTIO_WL_F_SEND_DONTWAIT = 23;
 /** Generous: the guest kernel runs emulated on the CI hosts (a system call costs ~0.2 ms). */
 const CASE_TIMEOUT_MS = 240_000;
-
-/** Globals as `wayland-info` on the host lists them: "interface version" lines, sorted. */
-function hostGlobals(weston: Weston): string[] {
-  const r = spawnSync('wayland-info', [], {
-    encoding: 'utf8', env: { ...process.env, XDG_RUNTIME_DIR: path.dirname(weston.socket), WAYLAND_DISPLAY: path.basename(weston.socket) },
-  });
-  if (r.status !== 0) throw new Error(`host wayland-info failed (${r.error?.message ?? r.status}): ${r.stderr}`);
-  const globals = [...r.stdout.matchAll(/interface: '([^']+)',\s*version:\s*(\d+)/g)].map((m) => `${m[1]} ${m[2]}`);
-  if (globals.length === 0) throw new Error(`host wayland-info listed no globals:\n${r.stdout}`);
-  return globals.sort();
-}
 
 function fdCount(pid: number): number {
   return fs.readdirSync(`/proc/${pid}/fd`).length;
@@ -104,7 +92,7 @@ describe.each([
     const r = await guest.run('wltest wayland', CASE_TIMEOUT_MS);
     expectPassed('wayland', r.output, r.status);
     const inGuest = r.output.split('\n').filter((l) => l.startsWith('global ')).map((l) => l.slice('global '.length)).sort();
-    expect(inGuest).toEqual(hostGlobals(weston));
+    expect(inGuest).toEqual(hostGlobals(weston.socket));
   }, CASE_TIMEOUT_MS + 10_000);
 
   test('after everything is closed: vmm holds as many fds as before, the host peer no connection, the kernel no oops', async () => {

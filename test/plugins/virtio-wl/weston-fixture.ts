@@ -128,6 +128,22 @@ export async function startHeadlessWeston(prefix: string, options: WestonOptions
   return { socket, env: clientEnv, pid: weston.pid!, log: () => log, commits, screenshot, stop };
 }
 
+/** Globals as host `wayland-info` lists them against `socket`: "interface version" lines, sorted. */
+export function hostGlobals(socket: string): string[] {
+  const r = spawnSync('wayland-info', [], {
+    encoding: 'utf8', env: { ...process.env, XDG_RUNTIME_DIR: path.dirname(socket), WAYLAND_DISPLAY: path.basename(socket) },
+  });
+  if (r.status !== 0) throw new Error(`host wayland-info failed (${r.error?.message ?? r.status}): ${r.stderr}`);
+  const globals = parseGlobals(r.stdout);
+  if (globals.length === 0) throw new Error(`host wayland-info listed no globals:\n${r.stdout}`);
+  return globals;
+}
+
+/** The globals in wayland-info's output: "interface version" lines, sorted. */
+export function parseGlobals(text: string): string[] {
+  return [...text.matchAll(/interface: '([^']+)',\s*version:\s*(\d+)/g)].map((m) => `${m[1]} ${m[2]}`).sort();
+}
+
 /** weston-simple-shm's window: 250x250, a 20-pixel white frame around its animated rings. */
 export const SIMPLE_SHM_SIZE = 250;
 const SIMPLE_SHM_PADDING = 20;
